@@ -1,0 +1,528 @@
+//! The connection state machine: the only code that orders callbacks.
+//!
+//! [`Connection`] owns a protocol and its transport state and is driven by a
+//! backend through [`StreamIo`], a non-blocking byte stream. Every transport
+//! kind (memory, TCP, later TLS and Unix) runs through it, so the callback
+//! contract holds on every path.
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!             start()                      EOF read               (close/abort/error)
+//!   New ──connection_made──▶ Open ──data_received*──▶ ReadClosed ─┐
+//!                             │         └─ pause_writing/resume_writing ─┤
+//!                             └───────────────────────────────────────────┴─▶ Done
+//!                                                            connection_lost, once
+//! ```
+//!
+//! - `connection_made` first and once; nothing before it.
+//! - `data_received` never with empty data, never while reading is paused,
+//!   never after `eof_received`.
+//! - `eof_received` at most once, never after a resume re-arms reading (an
+//!   asyncio quirk not copied).
+//! - `pause_writing`/`resume_writing` alternate, starting with a pause; each
+//!   runs right after the callback whose writes caused it, after one attempt
+//!   to send.
+//! - `connection_lost` exactly once, last; after it the protocol is dropped
+//!   or handed back.
+//! - A panic in any callback aborts the connection: one ERROR event, then
+//!   `connection_lost(Some(Error::ProtocolPanicked))`. A panic in
+//!   `connection_lost` itself drops the protocol.
+
+use std::{
+    any::Any,
+    io::{self, IoSlice},
+    panic::{AssertUnwindSafe, catch_unwind},
+    task::Waker,
+};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{
+    error::{Callback, Error},
+    extra_info::TransportInfo,
+    flow::{FlowEvent, MAX_IOVECS},
+    protocol::Protocol,
+    transport::Transport,
+};
+
+#[cfg(unix)]
+use crate::transport::SocketLike;
+
+/// The smallest read buffer (bytes) a connection allocates.
+pub const MIN_READ_SIZE: usize = 4 * 1024;
+/// The largest read buffer (bytes): asyncio's `max_size`, 256 KiB.
+pub const MAX_READ_SIZE: usize = 256 * 1024;
+/// Reads delivered in one [`Connection::drive`] call before it yields, so one
+/// busy connection cannot starve others on the same thread.
+pub const READS_PER_DRIVE: usize = 16;
+
+/// A non-blocking byte stream, as a backend presents its socket to
+/// [`Connection::drive`].
+///
+/// Each method returns [`io::ErrorKind::WouldBlock`] when the operation is not
+/// ready; the implementation must then have arranged for the waker given to
+/// `drive` to be woken when it may be (as Tokio's `poll_*` methods do).
+pub trait StreamIo {
+    /// Reads into the spare capacity of `buf` (appending), returning the count;
+    /// `Ok(0)` means EOF.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing is ready; any other error is fatal to the
+    /// connection (`Interrupted` is retried).
+    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Writes from `bufs` in order, returning how many bytes were taken.
+    /// `Ok(0)` with non-empty `bufs` is treated as a fatal
+    /// [`io::ErrorKind::WriteZero`].
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// Shuts down the write side (sends FIN). Called once, after the write
+    /// buffer has drained.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read); `NotConnected` (the peer is gone) is ignored.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+/// What [`Connection::drive`] asks of its backend next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the backend must act on the status"]
+pub enum Status {
+    /// Nothing more can be done now; the waker will be woken.
+    Pending,
+    /// The read budget ran out; wake the task and poll again later.
+    Yield,
+    /// The connection is over: drop (close) the I/O object, then call
+    /// [`Connection::finish`].
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    New,
+    Open,
+    Done,
+    Finished,
+}
+
+/// One connection's protocol and transport state: the sans-IO state machine
+/// that every backend drives.
+///
+/// A backend creates it with the protocol and [`TransportInfo`], calls
+/// [`start`](Self::start) (delivering `connection_made`), then calls
+/// [`drive`](Self::drive) whenever its task is woken, until it returns
+/// [`Status::Done`]; then it closes the I/O object and calls
+/// [`finish`](Self::finish), which delivers `connection_lost`.
+///
+/// Users rarely touch it: the Tokio backend and
+/// [`MemoryTransport`](crate::testing::MemoryTransport) drive it.
+pub struct Connection<P: Protocol> {
+    transport: Transport,
+    protocol: Option<P>,
+    phase: Phase,
+    /// EOF was delivered (or taken as delivered): nothing more is read.
+    read_eof: bool,
+    /// Data read while a concurrent `pause_reading()` landed: delivered after
+    /// the resume.
+    held: Option<Bytes>,
+    /// EOF read while a concurrent `pause_reading()` landed.
+    held_eof: bool,
+    eof_sent: bool,
+    /// The error `connection_lost` will get; the first one wins.
+    error: Option<Error>,
+    read_size: usize,
+    read_buf: BytesMut,
+}
+
+impl<P: Protocol> Connection<P> {
+    /// A connection for `protocol` over a transport described by `info`.
+    /// Nothing is delivered until [`start`](Self::start).
+    pub fn new(protocol: P, info: TransportInfo) -> Self {
+        Self {
+            transport: Transport::new(info),
+            protocol: Some(protocol),
+            phase: Phase::New,
+            read_eof: false,
+            held: None,
+            held_eof: false,
+            eof_sent: false,
+            error: None,
+            read_size: MIN_READ_SIZE * 4,
+            read_buf: BytesMut::new(),
+        }
+    }
+
+    /// Lends the OS socket to [`Transport::with_socket`] and `get_extra_info("socket")`
+    /// until the connection is done.
+    #[cfg(unix)]
+    pub fn set_socket(&mut self, socket: std::sync::Arc<dyn SocketLike>) {
+        self.transport.lock().socket = Some(socket);
+    }
+
+    /// A handle to this connection's transport.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The protocol, unless it was dropped after panicking in
+    /// `connection_lost` or handed back by [`finish`](Self::finish).
+    pub fn protocol(&self) -> Option<&P> {
+        self.protocol.as_ref()
+    }
+
+    /// Mutable access to the protocol, for tests driving it directly.
+    pub fn protocol_mut(&mut self) -> Option<&mut P> {
+        self.protocol.as_mut()
+    }
+
+    /// The error `connection_lost` will receive, if the connection failed.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Delivers `connection_made`. Returns `false` if it panicked; the
+    /// connection is then aborted and [`error`](Self::error) says why.
+    ///
+    /// Calling it twice does nothing the second time.
+    pub fn start(&mut self) -> bool {
+        if self.phase != Phase::New {
+            return self.error.is_none();
+        }
+        self.phase = Phase::Open;
+        tracing::debug!("connection made");
+        let transport = self.transport.clone();
+        self.call(Callback::ConnectionMade, |p| p.connection_made(transport)).is_some()
+    }
+
+    /// Runs the connection as far as it can go without blocking: delivers
+    /// held data, flushes the write buffer, delivers flow-control edges,
+    /// half-closes or closes when asked, and reads and delivers data.
+    ///
+    /// `waker` is woken when a [`Transport`] handle changes something while
+    /// the task is parked; `io` arranges wake-ups for I/O readiness.
+    pub fn drive(&mut self, io: &mut impl StreamIo, waker: &Waker) -> Status {
+        match self.phase {
+            Phase::New => {
+                self.start();
+            }
+            Phase::Open => {}
+            Phase::Done | Phase::Finished => return Status::Done,
+        }
+        {
+            let mut st = self.transport.lock();
+            st.running = true;
+            match &st.waker {
+                Some(w) if w.will_wake(waker) => {}
+                _ => st.waker = Some(waker.clone()),
+            }
+        }
+        let mut reads = 0;
+        loop {
+            let (aborted, closing, read_paused) = {
+                let mut st = self.transport.lock();
+                st.dirty = false;
+                (st.aborted, st.closing, st.read_paused)
+            };
+            if aborted {
+                return self.done();
+            }
+            if !read_paused && !closing {
+                if let Some(data) = self.held.take() {
+                    self.deliver_data(data);
+                    continue;
+                }
+                if self.held_eof {
+                    self.held_eof = false;
+                    self.deliver_eof();
+                    continue;
+                }
+            }
+            if self.flush(io) {
+                continue;
+            }
+            let pause = self.transport.lock().buf.check_pause();
+            if pause.is_some() {
+                self.call(Callback::PauseWriting, |p| p.pause_writing());
+                continue;
+            }
+            if self.close_or_shutdown(io) {
+                return self.done();
+            }
+            if !closing
+                && !read_paused
+                && !self.read_eof
+                && self.held.is_none()
+                && !self.held_eof
+            {
+                if reads >= READS_PER_DRIVE {
+                    self.transport.lock().running = false;
+                    return Status::Yield;
+                }
+                if self.read(io) {
+                    reads += 1;
+                    continue;
+                }
+            }
+            let mut st = self.transport.lock();
+            if st.dirty {
+                continue;
+            }
+            st.running = false;
+            return Status::Pending;
+        }
+    }
+
+    /// Delivers `connection_lost` (once) and hands the protocol back, or
+    /// `None` if it panicked in `connection_lost` (it is dropped then).
+    ///
+    /// Call after [`drive`](Self::drive) returned [`Status::Done`] and the
+    /// I/O object was closed. Calling it earlier aborts the connection first.
+    pub fn finish(&mut self) -> Option<P> {
+        match self.phase {
+            Phase::Finished => return self.protocol.take(),
+            Phase::New => {
+                // Never started: no callback at all, as asyncio's accept path.
+                self.phase = Phase::Finished;
+                let _ = self.done_state();
+                return self.protocol.take();
+            }
+            Phase::Open => {
+                let _ = self.done();
+            }
+            Phase::Done => {}
+        }
+        self.phase = Phase::Finished;
+        let exc = self.error.take();
+        match &exc {
+            None => tracing::debug!("connection lost"),
+            Some(e) => tracing::debug!(error = %e, "connection lost"),
+        }
+        if self.call(Callback::ConnectionLost, |p| p.connection_lost(exc)).is_none() {
+            self.protocol = None;
+        }
+        self.protocol.take()
+    }
+
+    /// Aborts the connection with `err` as the reason `connection_lost` gets
+    /// (a backend's fatal I/O error). The first error wins.
+    pub fn fail(&mut self, err: Error) {
+        if self.error.is_none() && matches!(self.phase, Phase::New | Phase::Open) {
+            self.error = Some(err);
+        }
+        let mut st = self.transport.lock();
+        st.buf.clear();
+        st.closing = true;
+        st.aborted = true;
+        st.conn_lost = st.conn_lost.max(1);
+    }
+
+    fn done(&mut self) -> Status {
+        self.done_state();
+        self.phase = Phase::Done;
+        Status::Done
+    }
+
+    fn done_state(&mut self) {
+        let mut st = self.transport.lock();
+        st.buf.clear();
+        st.closing = true;
+        st.conn_lost = st.conn_lost.max(1);
+        st.running = false;
+        st.waker = None;
+        #[cfg(unix)]
+        {
+            st.socket = None;
+        }
+    }
+
+    /// Sends what is buffered. Returns true if a callback ran (the caller
+    /// loops again).
+    fn flush(&mut self, io: &mut impl StreamIo) -> bool {
+        let mut st = self.transport.lock();
+        loop {
+            if st.buf.is_empty() {
+                return false;
+            }
+            let mut slots = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = st.buf.chunks_vectored(&mut slots);
+            // The lock is held across one non-blocking write so that writers
+            // on other threads see a consistent buffer; it never blocks.
+            match io.write_vectored(&slots[..n]) {
+                Ok(0) => {
+                    drop(st);
+                    self.fail_io(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Ok(k) => {
+                    if st.buf.consume(k) == Some(FlowEvent::Resume) {
+                        drop(st);
+                        self.call(Callback::ResumeWriting, |p| p.resume_writing());
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    drop(st);
+                    self.fail_io(e);
+                    return true;
+                }
+            }
+        }
+    }
+
+    /// With the buffer empty: finish a `close()` (returns true) or perform a
+    /// requested `write_eof()`.
+    fn close_or_shutdown(&mut self, io: &mut impl StreamIo) -> bool {
+        let mut st = self.transport.lock();
+        if !st.buf.is_empty() {
+            return false;
+        }
+        if st.closing {
+            // From here on writes are dropped: asyncio sets _conn_lost when
+            // the last byte of a close() is out.
+            st.conn_lost = st.conn_lost.max(1);
+            return true;
+        }
+        if st.eof_requested && !self.eof_sent {
+            drop(st);
+            match io.shutdown_write() {
+                Ok(()) => self.eof_sent = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
+                Err(e) => self.fail_io(e),
+            }
+        }
+        false
+    }
+
+    /// One read. Returns true if something happened (data, EOF or an error).
+    fn read(&mut self, io: &mut impl StreamIo) -> bool {
+        if self.read_buf.capacity() - self.read_buf.len() < MIN_READ_SIZE / 4 {
+            self.read_buf = BytesMut::with_capacity(self.read_size);
+        }
+        let spare = self.read_buf.capacity() - self.read_buf.len();
+        loop {
+            match io.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.read_buf = BytesMut::new();
+                    if self.transport.lock().read_paused {
+                        self.held_eof = true;
+                    } else {
+                        self.deliver_eof();
+                    }
+                    return true;
+                }
+                Ok(n) => {
+                    self.adapt_read_size(n, spare);
+                    let data = self.read_buf.split().freeze();
+                    if self.transport.lock().read_paused {
+                        self.held = Some(data);
+                    } else {
+                        self.deliver_data(data);
+                    }
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Going idle: keep no buffer (memory per idle connection).
+                    if self.read_buf.is_empty() {
+                        self.read_buf = BytesMut::new();
+                    }
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail_io(e);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn adapt_read_size(&mut self, n: usize, spare: usize) {
+        if n >= spare {
+            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
+        } else if n < self.read_size / 8 {
+            self.read_size = (self.read_size / 2).max(MIN_READ_SIZE);
+        }
+    }
+
+    fn deliver_data(&mut self, data: Bytes) {
+        debug_assert!(!data.is_empty());
+        self.call(Callback::DataReceived, |p| p.data_received(data));
+    }
+
+    fn deliver_eof(&mut self) {
+        self.read_eof = true;
+        tracing::debug!("eof received");
+        match self.call(Callback::EofReceived, |p| p.eof_received()) {
+            Some(false) => self.transport.close(),
+            Some(true) | None => {}
+        }
+    }
+
+    fn fail_io(&mut self, e: io::Error) {
+        tracing::debug!(error = %e, "fatal i/o error");
+        self.fail(Error::Io(e));
+    }
+
+    /// Runs one callback, catching a panic: the connection is then aborted
+    /// with [`Error::ProtocolPanicked`] and `None` returned.
+    fn call<R>(&mut self, callback: Callback, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+        let p = self.protocol.as_mut()?;
+        match catch_unwind(AssertUnwindSafe(|| f(p))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                tracing::error!(
+                    callback = callback.name(),
+                    panic = %message,
+                    "protocol callback panicked; connection aborted"
+                );
+                self.fail(Error::ProtocolPanicked { callback, message });
+                None
+            }
+        }
+    }
+}
+
+impl<P: Protocol> Drop for Connection<P> {
+    /// A connection dropped while open (its task was cancelled, e.g. at
+    /// runtime shutdown) still delivers `connection_lost(Some(Cancelled))`.
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Open | Phase::Done) {
+            if self.phase == Phase::Open {
+                self.fail(Error::Cancelled);
+            }
+            drop(self.finish());
+        }
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for Connection<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("phase", &self.phase)
+            .field("transport", &self.transport)
+            .field("read_eof", &self.read_eof)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

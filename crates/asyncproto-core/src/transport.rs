@@ -1,0 +1,376 @@
+//! The transport handle a protocol writes to.
+//!
+//! [`Transport`] is asyncio's `Transport` (read and write side, base methods)
+//! as one cheap, cloneable, `Send + Sync` handle. It is usable from inside
+//! the protocol's callbacks and from any other thread or task; operations
+//! from outside a callback wake the connection's task.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    task::Waker,
+};
+
+#[cfg(unix)]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use bytes::Bytes;
+
+use crate::{
+    error::Error,
+    extra_info::{self, ExtraInfo, TransportInfo},
+    flow::WriteBuffer,
+};
+
+/// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`: dropped writes after the
+/// connection is lost are logged from this count on.
+pub(crate) const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// An OS socket a transport can lend to [`Transport::with_socket`].
+#[cfg(unix)]
+pub trait SocketLike: AsFd + Send + Sync + 'static {}
+#[cfg(unix)]
+impl<T: AsFd + Send + Sync + 'static> SocketLike for T {}
+
+/// A handle to a connection's transport: asyncio's `Transport` methods.
+///
+/// Cloning is cheap (one `Arc`); every clone controls the same connection.
+/// A protocol usually stores the handle it gets in
+/// [`connection_made`](crate::BaseProtocol::connection_made).
+///
+/// Holding a handle never keeps the connection open: once it is closed,
+/// writes are dropped (logged from the fifth, as asyncio does), `is_closing()`
+/// is true and the other methods do nothing.
+#[derive(Clone)]
+pub struct Transport {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) info: TransportInfo,
+    pub(crate) state: Mutex<State>,
+}
+
+/// Mutable transport state, shared by the handle and the connection's
+/// state machine ([`crate::lifecycle::Connection`]).
+pub(crate) struct State {
+    pub(crate) buf: WriteBuffer,
+    /// `close()` or `abort()` was called, or the connection failed.
+    pub(crate) closing: bool,
+    /// `abort()` was called, or the connection failed: tear down now.
+    pub(crate) aborted: bool,
+    /// `write_eof()` was called.
+    pub(crate) eof_requested: bool,
+    /// `pause_reading()` is in effect.
+    pub(crate) read_paused: bool,
+    /// asyncio's `_conn_lost`: non-zero once no more writes are accepted;
+    /// counts dropped writes.
+    pub(crate) conn_lost: u32,
+    /// Something the connection's task must act on changed.
+    pub(crate) dirty: bool,
+    /// The task is inside its poll: it checks `dirty` before parking.
+    pub(crate) running: bool,
+    pub(crate) waker: Option<Waker>,
+    #[cfg(unix)]
+    pub(crate) socket: Option<Arc<dyn SocketLike>>,
+}
+
+impl Transport {
+    pub(crate) fn new(info: TransportInfo) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                info,
+                state: Mutex::new(State {
+                    buf: WriteBuffer::new(),
+                    closing: false,
+                    aborted: false,
+                    eof_requested: false,
+                    read_paused: false,
+                    conn_lost: 0,
+                    dirty: false,
+                    running: false,
+                    waker: None,
+                    #[cfg(unix)]
+                    socket: None,
+                }),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock can only come from our own code
+        // (protocol callbacks never run under it); the state stays consistent
+        // field by field, so recover from poisoning.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `data` to be sent; never blocks.
+    ///
+    /// Writing an empty chunk does nothing. After `close()` the data is still
+    /// sent while the buffer is draining; once the connection is lost (or
+    /// `close()` found the buffer empty, or `abort()`), writes are dropped
+    /// silently, and logged as a warning from the fifth on, as asyncio does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteAfterEof`] after [`write_eof`](Self::write_eof)
+    /// (checked first, even for empty data, as asyncio).
+    // asyncio: selector_events._SelectorSocketTransport.write
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        let data = data.into();
+        let mut st = self.lock();
+        if st.eof_requested {
+            return Err(Error::WriteAfterEof);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if st.conn_lost > 0 {
+            Self::count_lost_write(&mut st);
+            return Ok(());
+        }
+        st.buf.push(data);
+        Self::notify(&mut st);
+        Ok(())
+    }
+
+    /// Queues each item, in order, as one batch: flow control is checked
+    /// once, after the batch (asyncio 3.11 joins the items and calls
+    /// `write()` once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteAfterEof`] after [`write_eof`](Self::write_eof); then
+    /// nothing is queued.
+    pub fn writelines<I>(&self, list_of_data: I) -> Result<(), Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<Bytes>,
+    {
+        let mut st = self.lock();
+        if st.eof_requested {
+            return Err(Error::WriteAfterEof);
+        }
+        let mut any = false;
+        for data in list_of_data {
+            let data = data.into();
+            if data.is_empty() {
+                continue;
+            }
+            if st.conn_lost > 0 {
+                Self::count_lost_write(&mut st);
+                return Ok(());
+            }
+            st.buf.push(data);
+            any = true;
+        }
+        if any {
+            Self::notify(&mut st);
+        }
+        Ok(())
+    }
+
+    fn count_lost_write(st: &mut State) {
+        if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+            tracing::warn!("socket.send() raised exception.");
+        }
+        st.conn_lost = st.conn_lost.saturating_add(1);
+    }
+
+    /// Closes the write side after everything buffered is sent (half-close);
+    /// data may still be received.
+    ///
+    /// Does nothing if the transport is closing or `write_eof()` was already
+    /// called. Later writes fail with [`Error::WriteAfterEof`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] if [`can_write_eof`](Self::can_write_eof) is
+    /// false (asyncio: `NotImplementedError`).
+    pub fn write_eof(&self) -> Result<(), Error> {
+        if !self.shared.info.can_write_eof {
+            return Err(Error::Unsupported { method: "write_eof" });
+        }
+        let mut st = self.lock();
+        if st.closing || st.eof_requested {
+            return Ok(());
+        }
+        st.eof_requested = true;
+        Self::notify(&mut st);
+        Ok(())
+    }
+
+    /// Whether [`write_eof`](Self::write_eof) is supported (true for TCP).
+    pub fn can_write_eof(&self) -> bool {
+        self.shared.info.can_write_eof
+    }
+
+    /// Closes the transport: reading stops at once, what is buffered is
+    /// sent, then the connection closes and `connection_lost(None)` is
+    /// called. Idempotent.
+    // asyncio: selector_events._SelectorTransport.close
+    pub fn close(&self) {
+        let mut st = self.lock();
+        if st.closing {
+            return;
+        }
+        st.closing = true;
+        if st.buf.is_empty() {
+            st.conn_lost += 1;
+        }
+        Self::notify(&mut st);
+    }
+
+    /// Whether the transport is closing or closed.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closing
+    }
+
+    /// Closes the transport now: what is buffered is discarded and
+    /// `connection_lost(None)` follows. Idempotent; after `close()` it
+    /// discards what `close()` was still flushing.
+    ///
+    /// The socket is closed plainly (no `SO_LINGER` reset), as asyncio does.
+    // asyncio: selector_events._SelectorTransport._force_close
+    pub fn abort(&self) {
+        let mut st = self.lock();
+        if st.conn_lost > 0 {
+            // Already going down with nothing left to discard: after an
+            // empty-buffer close(), an abort() or a failure.
+            return;
+        }
+        st.buf.clear();
+        st.closing = true;
+        st.aborted = true;
+        st.conn_lost = st.conn_lost.max(1);
+        Self::notify(&mut st);
+    }
+
+    /// Stops delivering data to the protocol until
+    /// [`resume_reading`](Self::resume_reading). Idempotent; does nothing
+    /// once closing.
+    ///
+    /// Takes effect at once: no `data_received` (or `eof_received`) is called
+    /// after this returns, even if the bytes were already read; they are held
+    /// and delivered after the resume. The kernel's buffer then fills and the
+    /// peer is slowed down (TCP backpressure).
+    pub fn pause_reading(&self) {
+        let mut st = self.lock();
+        if st.closing || st.read_paused {
+            return;
+        }
+        st.read_paused = true;
+    }
+
+    /// Resumes delivering data after [`pause_reading`](Self::pause_reading).
+    /// Idempotent; does nothing once closing.
+    pub fn resume_reading(&self) {
+        let mut st = self.lock();
+        if st.closing || !st.read_paused {
+            return;
+        }
+        st.read_paused = false;
+        Self::notify(&mut st);
+    }
+
+    /// Whether data is being delivered: not closing and not paused.
+    pub fn is_reading(&self) -> bool {
+        let st = self.lock();
+        !st.closing && !st.read_paused
+    }
+
+    /// Bytes buffered and not yet handed to the OS.
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.lock().buf.len()
+    }
+
+    /// The write-buffer water marks as asyncio returns them: **`(low, high)`**.
+    pub fn get_write_buffer_limits(&self) -> (usize, usize) {
+        self.lock().buf.limits()
+    }
+
+    /// Sets the write-buffer water marks (asyncio's defaults and validation:
+    /// see [`WriteBuffer::set_limits`]).
+    ///
+    /// The new limits re-check for a pause (delivered after the current
+    /// callback, or by the connection's task), never for a resume.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLimits`] if `high < low`.
+    pub fn set_write_buffer_limits(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), Error> {
+        let mut st = self.lock();
+        st.buf.set_limits(high, low)?;
+        Self::notify(&mut st);
+        Ok(())
+    }
+
+    /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"`,
+    /// `"socket"` (the raw fd while open); `None` for anything else or when
+    /// unknown. asyncio's `default` argument is `.unwrap_or(default)` here.
+    pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
+        match name {
+            extra_info::PEERNAME => self.peer_addr().map(ExtraInfo::Addr),
+            extra_info::SOCKNAME => self.local_addr().map(ExtraInfo::Addr),
+            #[cfg(unix)]
+            extra_info::SOCKET => self.with_socket(|fd| ExtraInfo::Fd(fd.as_raw_fd())),
+            _ => None,
+        }
+    }
+
+    /// The remote address, if the transport has one (`peername`). Still
+    /// answered after the connection is lost, as asyncio does.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.info.peer_addr
+    }
+
+    /// The local address, if the transport has one (`sockname`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.info.local_addr
+    }
+
+    /// The transport's kind, e.g. `"tcp"` or `"memory"`.
+    pub fn kind(&self) -> &'static str {
+        self.shared.info.kind
+    }
+
+    /// Runs `f` with the transport's socket while it is open, e.g. to read or
+    /// set options through `socket2::SockRef::from(&fd)`. Returns `None` if
+    /// the transport has no socket or it is already closed.
+    ///
+    /// The transport's lock is held while `f` runs: do not call this
+    /// transport's other methods from `f`.
+    #[cfg(unix)]
+    pub fn with_socket<R>(&self, f: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+        let st = self.lock();
+        st.socket.as_ref().map(|s| f(s.as_fd()))
+    }
+
+    /// Marks the state changed and wakes the connection's task unless it is
+    /// running (it re-checks before parking).
+    fn notify(st: &mut State) {
+        st.dirty = true;
+        if !st.running {
+            if let Some(w) = &st.waker {
+                w.wake_by_ref();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Transport")
+            .field("kind", &self.shared.info.kind)
+            .field("peer_addr", &self.shared.info.peer_addr)
+            .field("closing", &st.closing)
+            .field("write_buffer_size", &st.buf.len())
+            .finish_non_exhaustive()
+    }
+}
