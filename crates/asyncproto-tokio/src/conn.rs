@@ -1,0 +1,124 @@
+//! The per-connection task: pumps a socket into the core's state machine.
+//!
+//! One Tokio task per connection owns the I/O object and the protocol; all
+//! of the connection's callbacks run on it, one at a time. The task polls
+//! [`Connection::drive`] with the socket presented as a non-blocking
+//! [`StreamIo`]; a `Pending` from Tokio becomes `WouldBlock` (the waker is
+//! registered by the `poll_*` call), so the core's ordering logic is the same
+//! one the in-memory transport runs.
+
+use std::{
+    future::{Future, poll_fn},
+    io::{self, IoSlice},
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use asyncproto_core::{
+    Protocol,
+    lifecycle::{Connection, Status, StreamIo},
+};
+use bytes::BytesMut;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+
+/// A socket as the per-connection task polls it.
+pub(crate) trait PollIo: Send + 'static {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>>;
+    fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+struct Adapter<'a, 'b, T> {
+    io: &'a mut T,
+    cx: &'a mut Context<'b>,
+}
+
+fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
+    match p {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
+    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        would_block(self.io.poll_read(self.cx, buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        would_block(self.io.poll_write_vectored(self.cx, bufs))
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        would_block(self.io.poll_shutdown_write(self.cx))
+    }
+}
+
+/// Drives `conn` over `io` until the connection is over; closes `io`, then
+/// delivers `connection_lost` and returns the protocol.
+///
+/// If this future is dropped early (runtime shutdown), the connection still
+/// delivers `connection_lost(Some(Cancelled))`.
+pub(crate) async fn run<P: Protocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
+    let mut io = Some(io);
+    poll_fn(|cx| {
+        let Some(t) = io.as_mut() else { return Poll::Ready(()) };
+        let waker = cx.waker().clone();
+        let status = conn.drive(&mut Adapter { io: t, cx }, &waker);
+        match status {
+            Status::Pending => Poll::Pending,
+            Status::Yield => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Status::Done => Poll::Ready(()),
+        }
+    })
+    .await;
+    // Close the socket before connection_lost, so a peer sees FIN (or RST)
+    // by the time the protocol hears of it.
+    drop(io.take());
+    conn.finish()
+}
+
+/// Resolves to the protocol once its connection has ended
+/// (`connection_lost` has run), for clients that collect results in the
+/// protocol (the spec's `DateProtocol.output`).
+///
+/// Dropping the handle detaches it; the connection goes on.
+#[derive(Debug)]
+#[must_use = "a ProtocolHandle does nothing unless awaited; dropping it detaches the connection"]
+pub struct ProtocolHandle<P> {
+    pub(crate) join: JoinHandle<Option<P>>,
+}
+
+impl<P> ProtocolHandle<P> {
+    /// Whether the connection has ended.
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+}
+
+impl<P> Future for ProtocolHandle<P> {
+    type Output = Result<P, Error>;
+
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the handle does not affect the connection.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = ready!(Pin::new(&mut self.join).poll(cx));
+        Poll::Ready(match res {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(Error::ProtocolDropped),
+            // The task was cancelled (runtime shutdown): connection_lost ran
+            // with Cancelled and the protocol went with the task.
+            Err(_) => Err(Error::Protocol(asyncproto_core::Error::Cancelled)),
+        })
+    }
+}

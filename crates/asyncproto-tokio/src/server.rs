@@ -1,0 +1,530 @@
+//! TCP servers: `create_server` and asyncio's `Server` object.
+
+use std::{
+    collections::HashMap,
+    fmt, io,
+    net::{Shutdown, SocketAddr},
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use asyncproto_core::{Protocol, Transport};
+use socket2::{Domain, SockRef, Socket, Type};
+use tokio::{
+    net::{TcpListener, TcpStream, ToSocketAddrs, lookup_host},
+    runtime::Handle,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument;
+
+use crate::{
+    conn::run,
+    error::Error,
+    tcp::{conn_span, tcp_connection},
+};
+
+/// asyncio's `ACCEPT_RETRY_DELAY`: after an out-of-resources accept error
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM), accepting pauses this long.
+pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Options for [`create_server`], with asyncio's defaults.
+///
+/// # Examples
+///
+/// ```
+/// use asyncproto_tokio::ServerOptions;
+///
+/// let opts = ServerOptions::new().backlog(1024).reuse_port(true);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "options do nothing until passed to create_server"]
+pub struct ServerOptions {
+    backlog: u32,
+    reuse_address: bool,
+    reuse_port: bool,
+    nodelay: bool,
+    keepalive: Option<Duration>,
+    start_serving: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerOptions {
+    /// asyncio's defaults: backlog 100, `SO_REUSEADDR` on, `SO_REUSEPORT`
+    /// off, `TCP_NODELAY` on, no keepalive, serving at once.
+    pub fn new() -> Self {
+        Self {
+            backlog: 100,
+            reuse_address: true,
+            reuse_port: false,
+            nodelay: true,
+            keepalive: None,
+            start_serving: true,
+        }
+    }
+
+    /// The `listen()` backlog. Default: 100, as asyncio.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// `SO_REUSEADDR`. Default: on, as asyncio on POSIX.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.reuse_address = on;
+        self
+    }
+
+    /// `SO_REUSEPORT`: several servers may bind the same port. Default: off,
+    /// as asyncio.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// `TCP_NODELAY` on accepted connections. Default: on, as asyncio.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// `SO_KEEPALIVE` on accepted connections, with this idle time. Default:
+    /// off (asyncio 3.13's `keep_alive=False`).
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.keepalive = idle;
+        self
+    }
+
+    /// Whether to accept connections at once. With `false` the sockets are
+    /// bound but not listening (connects are refused) until
+    /// [`Server::start_serving`] or [`Server::serve_forever`]. Default: true,
+    /// as asyncio.
+    pub fn start_serving(mut self, on: bool) -> Self {
+        self.start_serving = on;
+        self
+    }
+}
+
+/// A listening TCP server (asyncio: `Server`), returned by [`create_server`].
+///
+/// Cloning gives another handle to the same server. Dropping every handle does
+/// not stop it, as in asyncio: call [`close`](Self::close).
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+type Acceptor = Box<dyn Fn(&Arc<Inner>, Arc<TcpListener>) + Send + Sync>;
+
+struct Inner {
+    state: Mutex<State>,
+    /// Accept loops and connection tasks.
+    tracker: TaskTracker,
+    closed: CancellationToken,
+    conns: Mutex<HashMap<u64, Transport>>,
+    next_id: AtomicU64,
+    backlog: u32,
+    runtime: Handle,
+    spawn_acceptor: Acceptor,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bound, not yet listening.
+    bound: Vec<Socket>,
+    listeners: Vec<Arc<TcpListener>>,
+    addrs: Vec<SocketAddr>,
+    serving: bool,
+    closed: bool,
+    serving_forever: bool,
+}
+
+/// Creates a TCP server on `addr` that runs a protocol from `factory` for
+/// each accepted connection (asyncio: `loop.create_server`).
+///
+/// `addr` is resolved with [`tokio::net::lookup_host`]; one listening socket
+/// is bound per distinct address (so `"localhost:0"` may give an IPv4 and an
+/// IPv6 socket; IPv6 sockets are `IPV6_V6ONLY`). Port 0 picks a free port:
+/// read it back with [`Server::local_addrs`].
+///
+/// Each connection gets `TCP_NODELAY` (by default), a tracing span and its
+/// own task. A panic in `factory` is logged and drops that connection only.
+///
+/// # Errors
+///
+/// [`Error::NoAddresses`] if `addr` resolves to nothing; [`Error::Bind`] if
+/// a bind fails (e.g. `AddrInUse`); [`Error::Io`] for other socket errors.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+///
+/// # Examples
+///
+/// ```
+/// use asyncproto_core::testing::Recorder;
+/// use asyncproto_tokio::{create_server, ServerOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), asyncproto_tokio::Error> {
+/// let server = create_server(Recorder::default, "127.0.0.1:0", ServerOptions::new()).await?;
+/// let addr = server.local_addrs()[0];
+/// assert_ne!(addr.port(), 0);
+/// server.close();
+/// server.wait_closed().await;
+/// # Ok(()) }
+/// ```
+pub async fn create_server<P, F>(
+    factory: F,
+    addr: impl ToSocketAddrs,
+    options: ServerOptions,
+) -> Result<Server, Error>
+where
+    P: Protocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in lookup_host(addr).await? {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Error::NoAddresses);
+    }
+    let mut state = State::default();
+    for addr in addrs {
+        let socket = bind(addr, &options)?;
+        let local = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
+        state.addrs.push(local);
+        state.bound.push(socket);
+    }
+    let factory = Arc::new(factory);
+    let conn_options = (options.nodelay, options.keepalive);
+    let spawn_acceptor: Acceptor = Box::new(move |inner, listener| {
+        let fut = accept_loop(Arc::clone(inner), listener, Arc::clone(&factory), conn_options);
+        inner.tracker.spawn_on(fut, &inner.runtime);
+    });
+    let server = Server {
+        inner: Arc::new(Inner {
+            state: Mutex::new(state),
+            tracker: TaskTracker::new(),
+            closed: CancellationToken::new(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            backlog: options.backlog,
+            runtime: Handle::current(),
+            spawn_acceptor,
+        }),
+    };
+    if options.start_serving {
+        server.start_serving()?;
+    }
+    Ok(server)
+}
+
+fn bind(addr: SocketAddr, options: &ServerOptions) -> Result<Socket, Error> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(options.reuse_address)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into()).map_err(|source| Error::Bind { addr, source })?;
+    Ok(socket)
+}
+
+impl Server {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conns(&self) -> Vec<Transport> {
+        let conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.values().cloned().collect()
+    }
+
+    /// Starts accepting if not already (asyncio: `start_serving()`).
+    /// Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServerClosed`] after [`close`](Self::close); [`Error::Io`] if
+    /// `listen()` fails.
+    pub fn start_serving(&self) -> Result<(), Error> {
+        let mut st = self.state();
+        if st.closed {
+            return Err(Error::ServerClosed);
+        }
+        if st.serving {
+            return Ok(());
+        }
+        let _guard = self.inner.runtime.enter();
+        for socket in std::mem::take(&mut st.bound) {
+            let backlog = i32::try_from(self.inner.backlog).unwrap_or(i32::MAX);
+            socket.listen(backlog)?;
+            let listener = Arc::new(TcpListener::from_std(socket.into())?);
+            st.listeners.push(Arc::clone(&listener));
+            (self.inner.spawn_acceptor)(&self.inner, listener);
+        }
+        st.serving = true;
+        Ok(())
+    }
+
+    /// Whether the server is accepting connections.
+    pub fn is_serving(&self) -> bool {
+        self.state().serving
+    }
+
+    /// The addresses the server listens on (asyncio: `[s.getsockname() for
+    /// s in server.sockets]`); empty once closed.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.state().addrs.clone()
+    }
+
+    /// Stops accepting: the listening sockets are closed at once (new
+    /// connects are refused); accepted connections stay open, as asyncio.
+    /// Idempotent.
+    pub fn close(&self) {
+        let listeners = {
+            let mut st = self.state();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.serving = false;
+            st.addrs.clear();
+            st.bound.clear();
+            std::mem::take(&mut st.listeners)
+        };
+        for l in &listeners {
+            // Takes the socket out of LISTEN now, so a connect made right
+            // after close() is refused even before the accept task has woken
+            // up and dropped its listener.
+            let _ = SockRef::from(&**l).shutdown(Shutdown::Both);
+        }
+        self.inner.closed.cancel();
+        self.inner.tracker.close();
+        tracing::debug!("server closed");
+    }
+
+    /// Waits until the server is closed **and** every connection it accepted
+    /// has ended (asyncio ≥ 3.12.1). Returns at once if both already hold.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_closed(&self) {
+        self.inner.closed.cancelled().await;
+        self.inner.tracker.wait().await;
+    }
+
+    /// Accepts connections until the server is closed (asyncio:
+    /// `serve_forever()`), starting to serve if needed. Dropping the future
+    /// closes the server, as cancelling it does in asyncio.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ServerClosed`] if the server is closed;
+    /// [`Error::AlreadyServing`] if another `serve_forever` is running.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future closes the server (accepted connections stay).
+    pub async fn serve_forever(&self) -> Result<(), Error> {
+        {
+            let mut st = self.state();
+            if st.closed {
+                return Err(Error::ServerClosed);
+            }
+            if st.serving_forever {
+                return Err(Error::AlreadyServing);
+            }
+            st.serving_forever = true;
+        }
+        struct CloseOnDrop<'a>(&'a Server);
+        impl Drop for CloseOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.state().serving_forever = false;
+                self.0.close();
+            }
+        }
+        let _guard = CloseOnDrop(self);
+        self.start_serving()?;
+        self.inner.closed.cancelled().await;
+        Ok(())
+    }
+
+    /// Calls `close()` on every connection the server accepted: each flushes
+    /// and ends with `connection_lost(None)` (asyncio 3.13).
+    pub fn close_clients(&self) {
+        for t in self.conns() {
+            t.close();
+        }
+    }
+
+    /// Calls `abort()` on every connection the server accepted (asyncio
+    /// 3.13).
+    pub fn abort_clients(&self) {
+        for t in self.conns() {
+            t.abort();
+        }
+    }
+
+    /// How many accepted connections have not ended yet.
+    pub fn active_connections(&self) -> usize {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Graceful shutdown with a deadline: stop accepting, `close()` every
+    /// connection (each flushes what it has buffered), wait up to `deadline`
+    /// for them to end, then `abort()` what is left and wait for that.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe; the server is closed as soon as this is first polled.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.close();
+        self.close_clients();
+        if tokio::time::timeout(deadline, self.wait_closed()).await.is_err() {
+            tracing::debug!(left = self.active_connections(), "shutdown deadline passed; aborting");
+            self.abort_clients();
+            self.wait_closed().await;
+        }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state();
+        f.debug_struct("Server")
+            .field("addrs", &st.addrs)
+            .field("serving", &st.serving)
+            .field("closed", &st.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an accept error means the process or system is out of resources
+/// (asyncio backs off `ACCEPT_RETRY_DELAY` for these).
+fn out_of_resources(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
+}
+
+async fn accept_loop<P, F>(
+    inner: Arc<Inner>,
+    listener: Arc<TcpListener>,
+    factory: Arc<F>,
+    (nodelay, keepalive): (bool, Option<Duration>),
+) where
+    P: Protocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    loop {
+        let res = tokio::select! {
+            biased;
+            () = inner.closed.cancelled() => return,
+            res = listener.accept() => res,
+        };
+        match res {
+            Ok((stream, peer)) => spawn_connection(&inner, &*factory, stream, peer, nodelay, keepalive),
+            Err(_) if inner.closed.is_cancelled() => return,
+            Err(e) if out_of_resources(&e) => {
+                // asyncio: "socket.accept() out of system resource"
+                tracing::error!(error = %e, "accept failed: out of system resources; retrying in 1 s");
+                tokio::select! {
+                    () = inner.closed.cancelled() => return,
+                    () = tokio::time::sleep(ACCEPT_RETRY_DELAY) => {}
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => {
+                // Unknown errors keep the listener (asyncio) but must not spin.
+                tracing::error!(error = %e, "accept failed");
+                tokio::select! {
+                    () = inner.closed.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn spawn_connection<P, F>(
+    inner: &Arc<Inner>,
+    factory: &F,
+    stream: TcpStream,
+    peer: SocketAddr,
+    nodelay: bool,
+    keepalive: Option<Duration>,
+) where
+    P: Protocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    let span = conn_span(Some(peer), "server");
+    let protocol = match span.in_scope(|| catch_unwind(AssertUnwindSafe(factory))) {
+        Ok(p) => p,
+        Err(_) => {
+            span.in_scope(|| tracing::error!("protocol factory panicked; connection dropped"));
+            return;
+        }
+    };
+    let (mut conn, io) = tcp_connection(protocol, stream, Some(peer), nodelay, keepalive);
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let registry = Registered::new(Arc::clone(inner), id, conn.transport().clone());
+    inner.tracker.spawn_on(
+        async move {
+            let _registered = registry;
+            conn.start();
+            drop(run(conn, io).await);
+        }
+        .instrument(span),
+        &inner.runtime,
+    );
+}
+
+/// Keeps a connection in the server's registry while its task lives.
+struct Registered {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Registered {
+    fn new(inner: Arc<Inner>, id: u64, transport: Transport) -> Self {
+        inner.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, transport);
+        Self { inner, id }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
