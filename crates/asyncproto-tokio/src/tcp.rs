@@ -109,6 +109,7 @@ impl ConnectOptions {
 /// use asyncproto_tokio::{create_connection, ConnectOptions};
 /// use asyncproto_core::testing::Recorder;
 ///
+/// # #[allow(dead_code)]
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let (transport, done) =
 ///     create_connection(Recorder::default, "127.0.0.1:8888", ConnectOptions::new()).await?;
