@@ -1,1 +1,114 @@
-fn main() {}
+//! A persistent echo server: writes back everything it receives, in order,
+//! until the peer half-closes; then finishes writing and closes (FIN).
+//!
+//! ```text
+//! echo_server --addr 127.0.0.1:8888 [--threads N] [--panic-on BYTES]
+//! ```
+//!
+//! Flow control: when its write buffer goes over the high-water mark
+//! (`pause_writing`) it stops reading (`pause_reading`) until the buffer
+//! drains (`resume_writing` → `resume_reading`), so a peer that sends but
+//! never reads cannot grow the server's memory. This is the program the
+//! interop checks and benchmarks drive.
+//!
+//! The first stdout line is `listening on HOST:PORT`; logs go to stderr. On
+//! SIGINT or SIGTERM it stops accepting, closes every connection (each
+//! flushes), aborts what is left after 2 s, and exits 0.
+
+#[path = "common/mod.rs"]
+#[allow(dead_code, reason = "each example uses a subset of the helpers")]
+mod common;
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use asyncproto::{BaseProtocol, Bytes, Protocol, ServerOptions, Transport, create_server};
+use clap::Parser;
+
+/// Persistent echo server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    addr: SocketAddr,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Test hook: panic in `data_received` when a chunk starts with these
+    /// bytes (panic isolation: only that connection ends).
+    #[arg(long)]
+    panic_on: Option<String>,
+}
+
+struct Echo {
+    transport: Option<Transport>,
+    panic_on: Option<Arc<[u8]>>,
+}
+
+impl BaseProtocol for Echo {
+    fn connection_made(&mut self, transport: Transport) {
+        self.transport = Some(transport);
+    }
+
+    fn pause_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.pause_reading();
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.resume_reading();
+        }
+    }
+}
+
+impl Protocol for Echo {
+    fn data_received(&mut self, data: Bytes) {
+        if let Some(p) = &self.panic_on {
+            assert!(!data.starts_with(p), "--panic-on matched");
+        }
+        if let Some(t) = &self.transport {
+            // Only fails after write_eof(), which this protocol never calls.
+            let _ = t.write(data);
+        }
+    }
+
+    // Default eof_received() returns false: close() flushes what is queued,
+    // then sends FIN.
+}
+
+fn main() -> ExitCode {
+    common::init_tracing();
+    let args = Args::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> ExitCode {
+    let panic_on: Option<Arc<[u8]>> = args.panic_on.map(|s| Arc::from(s.into_bytes()));
+    let factory = move || Echo { transport: None, panic_on: panic_on.clone() };
+    let server = match create_server(factory, args.addr, ServerOptions::new()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in server.local_addrs() {
+        common::announce(addr);
+    }
+    common::shutdown_signal().await;
+    tracing::info!(connections = server.active_connections(), "shutting down");
+    server.shutdown(Duration::from_secs(2)).await;
+    ExitCode::SUCCESS
+}

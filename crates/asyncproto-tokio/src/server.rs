@@ -313,13 +313,15 @@ impl Server {
             st.bound.clear();
             std::mem::take(&mut st.listeners)
         };
+        // Cancel first: the accept loops then take the error the shutdown
+        // below causes (EINVAL) as the close it is, not as an accept failure.
+        self.inner.closed.cancel();
         for l in &listeners {
             // Takes the socket out of LISTEN now, so a connect made right
             // after close() is refused even before the accept task has woken
             // up and dropped its listener.
             let _ = SockRef::from(&**l).shutdown(Shutdown::Both);
         }
-        self.inner.closed.cancel();
         self.inner.tracker.close();
         tracing::debug!("server closed");
     }
