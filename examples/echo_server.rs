@@ -96,7 +96,11 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> ExitCode {
     let panic_on: Option<Arc<[u8]>> = args.panic_on.map(|s| Arc::from(s.into_bytes()));
-    let factory = move || Echo { transport: None, panic_on: panic_on.clone() };
+    let factory = move || Echo {
+        transport: None,
+        panic_on: panic_on.clone(),
+    };
+    let mut signals = common::ShutdownSignals::install();
     let server = match create_server(factory, args.addr, ServerOptions::new()).await {
         Ok(s) => s,
         Err(e) => {
@@ -107,7 +111,7 @@ async fn serve(args: Args) -> ExitCode {
     for addr in server.local_addrs() {
         common::announce(addr);
     }
-    common::shutdown_signal().await;
+    signals.recv().await;
     tracing::info!(connections = server.active_connections(), "shutting down");
     server.shutdown(Duration::from_secs(2)).await;
     ExitCode::SUCCESS

@@ -22,7 +22,9 @@ mod common;
 
 use std::process::ExitCode;
 
-use asyncproto::{BaseProtocol, Bytes, ConnectOptions, Error, Protocol, Transport, create_connection};
+use asyncproto::{
+    BaseProtocol, Bytes, ConnectOptions, Error, Protocol, Transport, create_connection,
+};
 use clap::Parser;
 
 /// The spec's TCP echo client.
@@ -56,7 +58,10 @@ impl BaseProtocol for EchoClientProtocol {
 
 impl Protocol for EchoClientProtocol {
     fn data_received(&mut self, data: Bytes) {
-        println!("Data received: {}", common::py_repr(&String::from_utf8_lossy(&data)));
+        println!(
+            "Data received: {}",
+            common::py_repr(&String::from_utf8_lossy(&data))
+        );
     }
 }
 
@@ -64,18 +69,23 @@ impl Protocol for EchoClientProtocol {
 async fn main() -> ExitCode {
     common::init_tracing();
     let Args { addr, message } = Args::parse();
-    let connect = create_connection(|| EchoClientProtocol { message }, addr.as_str(), ConnectOptions::new());
-    let (transport, on_con_lost) = match tokio::time::timeout(std::time::Duration::from_secs(4), connect).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => {
-            eprintln!("error: cannot connect to {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {
-            eprintln!("error: connecting to {addr} timed out");
-            return ExitCode::FAILURE;
-        }
-    };
+    let connect = create_connection(
+        || EchoClientProtocol { message },
+        addr.as_str(),
+        ConnectOptions::new(),
+    );
+    let (transport, on_con_lost) =
+        match tokio::time::timeout(std::time::Duration::from_secs(4), connect).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => {
+                eprintln!("error: cannot connect to {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {
+                eprintln!("error: connecting to {addr} timed out");
+                return ExitCode::FAILURE;
+            }
+        };
     // Wait until the protocol signals that the connection is lost, then
     // close the transport (as the page's `finally: transport.close()`).
     let result = on_con_lost.await;

@@ -45,7 +45,9 @@ impl Protocol for EchoServerClientProtocol {
         eprintln!("Data received: {}", common::py_repr(&message));
 
         eprintln!("Send: {}", common::py_repr(&message));
-        let Some(transport) = &self.transport else { return };
+        let Some(transport) = &self.transport else {
+            return;
+        };
         // Only fails after write_eof(), which this protocol never calls.
         let _ = transport.write(data.clone());
 
@@ -58,7 +60,14 @@ impl Protocol for EchoServerClientProtocol {
 async fn main() -> ExitCode {
     common::init_tracing();
     let args = Args::parse();
-    let server = match create_server(EchoServerClientProtocol::default, args.addr, ServerOptions::new()).await {
+    let mut signals = common::ShutdownSignals::install();
+    let server = match create_server(
+        EchoServerClientProtocol::default,
+        args.addr,
+        ServerOptions::new(),
+    )
+    .await
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on {}: {e}", args.addr);
@@ -68,7 +77,7 @@ async fn main() -> ExitCode {
     for addr in server.local_addrs() {
         common::announce(addr);
     }
-    common::shutdown_signal().await;
+    signals.recv().await;
     server.shutdown(Duration::from_secs(2)).await;
     ExitCode::SUCCESS
 }

@@ -6,7 +6,11 @@ use std::{io::Write, net::SocketAddr};
 /// single quotes unless the text contains `'` and no `"`, with `\\`, the
 /// quote, `\n`, `\r`, `\t` and other control characters escaped.
 pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -36,7 +40,13 @@ pub(crate) fn py_addr(addr: Option<SocketAddr>) -> String {
         None => "None".to_owned(),
         Some(SocketAddr::V4(a)) => format!("('{}', {})", a.ip(), a.port()),
         Some(SocketAddr::V6(a)) => {
-            format!("('{}', {}, {}, {})", a.ip(), a.port(), a.flowinfo(), a.scope_id())
+            format!(
+                "('{}', {}, {}, {})",
+                a.ip(),
+                a.port(),
+                a.flowinfo(),
+                a.scope_id()
+            )
         }
     }
 }
@@ -63,17 +73,32 @@ pub(crate) fn announce(addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Resolves on SIGINT or SIGTERM.
-///
-/// # Panics
-///
-/// If the signal handlers cannot be installed.
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGINT and SIGTERM handlers, installed before the readiness line is
+/// printed so that a signal sent right after it is never fatal.
+pub(crate) struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers.
+    ///
+    /// # Panics
+    ///
+    /// If the signal handlers cannot be installed (outside a Tokio runtime).
+    pub(crate) fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+        }
+    }
+
+    /// Resolves on SIGINT or SIGTERM.
+    pub(crate) async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

@@ -116,7 +116,9 @@ impl fmt::Display for Error {
                 write!(f, "high ({high}) must be >= low ({low}) must be >= 0")
             }
             Self::WriteAfterEof => f.write_str("cannot call write() after write_eof()"),
-            Self::Unsupported { method } => write!(f, "{method}() is not supported by this transport"),
+            Self::Unsupported { method } => {
+                write!(f, "{method}() is not supported by this transport")
+            }
             Self::ProtocolPanicked { callback, message } => {
                 write!(f, "protocol.{callback}() panicked: {message}")
             }
@@ -174,6 +176,9 @@ mod tests {
         let e = io::Error::from(Error::InvalidLimits { high: 0, low: 1 });
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(e.to_string(), "high (0) must be >= low (1) must be >= 0");
-        assert_eq!(io::Error::from(Error::WriteAfterEof).kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            io::Error::from(Error::WriteAfterEof).kind(),
+            io::ErrorKind::BrokenPipe
+        );
     }
 }

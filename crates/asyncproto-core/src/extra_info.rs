@@ -79,7 +79,12 @@ impl TransportInfo {
     /// Info for a transport of `kind` (e.g. `"tcp"`, `"memory"`), with no
     /// addresses and `can_write_eof() == false`.
     pub fn new(kind: &'static str) -> Self {
-        Self { kind, peer_addr: None, local_addr: None, can_write_eof: false }
+        Self {
+            kind,
+            peer_addr: None,
+            local_addr: None,
+            can_write_eof: false,
+        }
     }
 
     /// Sets the remote address (`peername`).

@@ -117,7 +117,9 @@ impl WriteBuffer {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else { break };
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
             if front.len() <= n {
                 n -= front.len();
                 self.chunks.pop_front();

@@ -198,7 +198,8 @@ impl<P: Protocol> Connection<P> {
         self.phase = Phase::Open;
         tracing::debug!("connection made");
         let transport = self.transport.clone();
-        self.call(Callback::ConnectionMade, |p| p.connection_made(transport)).is_some()
+        self.call(Callback::ConnectionMade, |p| p.connection_made(transport))
+            .is_some()
     }
 
     /// Runs the connection as far as it can go without blocking: delivers
@@ -255,12 +256,7 @@ impl<P: Protocol> Connection<P> {
             if self.close_or_shutdown(io) {
                 return self.done();
             }
-            if !closing
-                && !read_paused
-                && !self.read_eof
-                && self.held.is_none()
-                && !self.held_eof
-            {
+            if !closing && !read_paused && !self.read_eof && self.held.is_none() && !self.held_eof {
                 if reads >= READS_PER_DRIVE {
                     self.transport.lock().running = false;
                     return Status::Yield;
@@ -304,7 +300,10 @@ impl<P: Protocol> Connection<P> {
             None => tracing::debug!("connection lost"),
             Some(e) => tracing::debug!(error = %e, "connection lost"),
         }
-        if self.call(Callback::ConnectionLost, |p| p.connection_lost(exc)).is_none() {
+        if self
+            .call(Callback::ConnectionLost, |p| p.connection_lost(exc))
+            .is_none()
+        {
             self.protocol = None;
         }
         self.protocol.take()

@@ -143,13 +143,21 @@ pub struct MemoryTransport<P: Protocol> {
 impl<P: Protocol> MemoryTransport<P> {
     /// Creates the transport and delivers `connection_made`.
     pub fn new(protocol: P) -> Self {
-        Self::with_info(protocol, TransportInfo::new("memory").with_can_write_eof(true))
+        Self::with_info(
+            protocol,
+            TransportInfo::new("memory").with_can_write_eof(true),
+        )
     }
 
     /// As [`new`](Self::new), with the given transport info (addresses,
     /// `can_write_eof`).
     pub fn with_info(protocol: P, info: TransportInfo) -> Self {
-        let mut t = Self { conn: Connection::new(protocol, info), io: MemoryIo::default(), finished: None, done: false };
+        let mut t = Self {
+            conn: Connection::new(protocol, info),
+            io: MemoryIo::default(),
+            finished: None,
+            done: false,
+        };
         t.conn.start();
         t.run();
         t
@@ -401,7 +409,10 @@ impl Recorder {
     }
 
     fn record(&mut self, event: Event) {
-        self.log.lock().expect("recorder log poisoned").push(event.clone());
+        self.log
+            .lock()
+            .expect("recorder log poisoned")
+            .push(event.clone());
         if let (Some(hook), Some(t)) = (self.hook.as_mut(), self.transport.as_ref()) {
             hook(&event, t);
         }

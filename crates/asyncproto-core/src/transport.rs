@@ -190,7 +190,9 @@ impl Transport {
     /// false (asyncio: `NotImplementedError`).
     pub fn write_eof(&self) -> Result<(), Error> {
         if !self.shared.info.can_write_eof {
-            return Err(Error::Unsupported { method: "write_eof" });
+            return Err(Error::Unsupported {
+                method: "write_eof",
+            });
         }
         let mut st = self.lock();
         if st.closing || st.eof_requested {

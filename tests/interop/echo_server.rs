@@ -1,0 +1,189 @@
+//! `echo_server`, the persistent echo: large transfers byte for byte, a stock
+//! asyncio peer, panic isolation and signals.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, TcpStream},
+    thread,
+    time::Duration,
+};
+
+use crate::support::{Server, checksum, example, have_python, payload, python, run_with_deadline};
+
+fn echo_server(extra: &[&str]) -> Server {
+    let mut cmd = example("echo_server");
+    cmd.args(["--addr", "127.0.0.1:0", "--threads", "2"])
+        .args(extra);
+    Server::start(cmd)
+}
+
+/// Sends `data` on one thread while reading the echo on another, then
+/// half-closes; returns what came back before the server's FIN.
+fn echo_through(server: &Server, data: Vec<u8>) -> Vec<u8> {
+    let stream = TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).expect("send");
+        writer.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut reader = stream;
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).expect("read echo until FIN");
+    sender.join().expect("sender");
+    back
+}
+
+#[test]
+fn echoes_1_mb_byte_for_byte() {
+    let server = echo_server(&[]);
+    let data = payload(1 << 20, 1);
+    let want = checksum(&data);
+    let back = echo_through(&server, data);
+    assert_eq!(back.len(), 1 << 20);
+    assert_eq!(checksum(&back), want);
+}
+
+#[test]
+fn echoes_100_mb_byte_for_byte() {
+    let server = echo_server(&[]);
+    let len = 100 << 20;
+    let data = payload(len, 2);
+    let want = checksum(&data);
+    let back = echo_through(&server, data);
+    assert_eq!(back.len(), len);
+    assert_eq!(checksum(&back), want);
+}
+
+#[test]
+fn stock_asyncio_peer_gets_its_bytes_back() {
+    if !have_python() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let server = echo_server(&[]);
+    let mut cmd = python("stream_peer.py");
+    cmd.args(["--addr", &server.addr.to_string(), "--size", "5000000"]);
+    let out = run_with_deadline(cmd, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "peer failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok 5000000 "), "{stdout}");
+}
+
+#[test]
+fn panic_in_data_received_ends_only_that_connection() {
+    let server = echo_server(&["--panic-on", "BOOM"]);
+    // A healthy connection, opened before the panic.
+    let mut healthy = TcpStream::connect(server.addr).unwrap();
+    healthy
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    healthy.write_all(b"before").unwrap();
+    let mut buf = [0u8; 6];
+    healthy.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"before");
+
+    let mut victim = TcpStream::connect(server.addr).unwrap();
+    victim
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    victim.write_all(b"BOOM!").unwrap();
+    let mut rest = Vec::new();
+    // The panicking connection is aborted: EOF (or a reset), no echo.
+    match victim.read_to_end(&mut rest) {
+        Ok(_) => assert!(
+            rest.is_empty(),
+            "no echo from the panicking connection: {rest:?}"
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+
+    // The other connection, and new ones, keep working.
+    healthy.write_all(b"after!").unwrap();
+    healthy.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after!");
+    let back = echo_through(&server, b"new connection".to_vec());
+    assert_eq!(back, b"new connection");
+}
+
+#[test]
+fn eof_with_megabytes_queued_flushes_everything_then_fin() {
+    // The peer sends 8 MB and half-closes before reading anything: the
+    // server's EOF arrives while most of the echo is still queued.
+    let server = echo_server(&[]);
+    let data = payload(8 << 20, 3);
+    let want = checksum(&data);
+    let stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    // Read only once the whole request is out (the sender finishing means the
+    // server took it all, so pausing reading never deadlocks us).
+    let mut reader = stream;
+    let mut back = Vec::new();
+    reader.read_to_end(&mut back).unwrap();
+    sender.join().unwrap();
+    assert_eq!(back.len(), 8 << 20);
+    assert_eq!(checksum(&back), want);
+}
+
+#[test]
+fn exits_zero_on_sigterm_with_idle_and_busy_clients() {
+    let mut server = echo_server(&[]);
+    let _idle = TcpStream::connect(server.addr).unwrap();
+    // A busy client: streams without reading, so the server is mid-transfer
+    // with reading paused by its own flow control.
+    let busy = TcpStream::connect(server.addr).unwrap();
+    let mut w = busy.try_clone().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = thread::spawn(move || {
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0usize;
+        while w.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+            if sent == 4 << 20 {
+                let _ = tx.send(());
+            }
+        }
+    });
+    // Wait until the transfer is under way (4 MB out), not for a time.
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("transfer started");
+    let status = server.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+    drop(busy);
+    writer.join().unwrap();
+}
+
+#[test]
+fn survives_junk_connections_and_keeps_serving() {
+    let server = echo_server(&[]);
+    for i in 0..50u8 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        match i % 3 {
+            0 => {}
+            1 => {
+                let _ = s.write_all(&[0xff, 0x00, i, 0x80]);
+            }
+            _ => {
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+        }
+        drop(s);
+    }
+    let back = echo_through(&server, b"still here".to_vec());
+    assert_eq!(back, b"still here");
+}
