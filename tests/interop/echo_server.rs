@@ -187,3 +187,167 @@ fn survives_junk_connections_and_keeps_serving() {
     let back = echo_through(&server, b"still here".to_vec());
     assert_eq!(back, b"still here");
 }
+
+/// `VmRSS` and `VmHWM` of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc fd")
+        .count()
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn peer_that_never_reads_cannot_grow_memory() {
+    // EXAMPLES.md: while a peer sends 50 MB and reads nothing for 3 s, RSS
+    // (and VmHWM) may grow by at most 16 MiB over the warmed-up baseline.
+    let server = echo_server(&[]);
+    let pid = server.child.id();
+    // Warm up: one echo so the runtime and buffers exist.
+    assert_eq!(
+        echo_through(&server, payload(256 * 1024, 4)),
+        payload(256 * 1024, 4)
+    );
+    let (rss0, hwm0) = rss_kib(pid);
+
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let chunk = payload(64 * 1024, 5);
+    let mut sent = 0usize;
+    while sent < 50 << 20 {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "{e}"
+                );
+                break;
+            }
+        }
+    }
+    let (rss1, hwm1) = rss_kib(pid);
+    let limit = 16 * 1024;
+    assert!(
+        rss1.saturating_sub(rss0) <= limit,
+        "RSS grew {rss0} -> {rss1} KiB after {sent} bytes"
+    );
+    assert!(
+        hwm1.saturating_sub(hwm0.max(rss0)) <= limit,
+        "VmHWM grew {hwm0} -> {hwm1} KiB"
+    );
+    assert!(
+        sent < 50 << 20,
+        "the server should have stopped reading (backpressure), yet took all {sent} bytes"
+    );
+}
+
+#[test]
+fn descriptors_return_after_junk_connections() {
+    let server = echo_server(&[]);
+    let pid = server.child.id();
+    assert_eq!(echo_through(&server, b"warm".to_vec()), b"warm");
+    let before = open_fds(pid);
+    for i in 0..140u32 {
+        let mut s = TcpStream::connect(server.addr).unwrap();
+        match i % 4 {
+            0 => {}
+            1 => {
+                let _ = s.write_all(b"\x16\x03\x01garbage");
+            }
+            2 => socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap(),
+            _ => {
+                let _ = s.write_all(b"half");
+                let _ = s.shutdown(Shutdown::Write);
+                let mut sink = Vec::new();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let _ = s.read_to_end(&mut sink);
+            }
+        }
+    }
+    let ok = eventually(Duration::from_secs(10), || {
+        open_fds(pid).abs_diff(before) <= 3
+    });
+    assert!(ok, "fds before {before}, now {}", open_fds(pid));
+    assert_eq!(echo_through(&server, b"alive".to_vec()), b"alive");
+}
+
+#[test]
+fn emfile_on_accept_does_not_stop_the_server() {
+    // Lower RLIMIT_NOFILE to 64 for the server only (sh's ulimit, then exec).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" --addr 127.0.0.1:0 --threads 2")
+        .arg(env!("CARGO_BIN_EXE_echo_server"))
+        .env("RUST_LOG", "error");
+    let log_path =
+        std::env::temp_dir().join(format!("asyncproto-emfile-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = Server::start_logging_to(cmd, log);
+
+    let mut first = TcpStream::connect(server.addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    first.write_all(b"one").unwrap();
+    let mut buf = [0u8; 3];
+    first.read_exact(&mut buf).unwrap();
+
+    // Flood: more connections than the server has descriptors.
+    let flood: Vec<TcpStream> = (0..90)
+        .filter_map(|_| TcpStream::connect(server.addr).ok())
+        .collect();
+    assert!(
+        flood.len() > 64,
+        "the backlog should take the flood ({})",
+        flood.len()
+    );
+
+    // The connection it already had keeps being served.
+    first.write_all(b"two").unwrap();
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+
+    // Free the descriptors: new connections are accepted again within 10 s.
+    drop(flood);
+    let mut fresh = TcpStream::connect(server.addr).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    fresh.write_all(b"back").unwrap();
+    let mut back = [0u8; 4];
+    fresh
+        .read_exact(&mut back)
+        .expect("accepted again within 10 s");
+    assert_eq!(&back, b"back");
+}

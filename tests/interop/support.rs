@@ -37,9 +37,14 @@ impl Server {
     /// Starts `cmd` and waits (up to 10 s) for its `listening on HOST:PORT`
     /// line. The rest of stdout is drained in a thread so a chatty server
     /// never blocks.
-    pub(crate) fn start(mut cmd: Command) -> Self {
+    pub(crate) fn start(cmd: Command) -> Self {
+        Self::start_logging_to(cmd, Stdio::null())
+    }
+
+    /// As [`start`](Self::start), with the server's stderr sent to `stderr`.
+    pub(crate) fn start_logging_to(mut cmd: Command, stderr: impl Into<Stdio>) -> Self {
         cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn server");
         let stdout = child.stdout.take().expect("piped stdout");
