@@ -35,7 +35,7 @@ pub enum Error {
     },
     /// A protocol callback panicked. The connection was aborted and this error
     /// is what `connection_lost` receives (asyncio: the exception the callback
-    /// raised, logged as "Fatal error: protocol.X() call failed.").
+    /// raised, logged as `Fatal error: protocol.X() call failed.`).
     ///
     /// Maps to [`io::ErrorKind::Other`].
     ProtocolPanicked {

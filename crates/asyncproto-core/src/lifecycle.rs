@@ -286,7 +286,7 @@ impl<P: Protocol> Connection<P> {
             Phase::New => {
                 // Never started: no callback at all, as asyncio's accept path.
                 self.phase = Phase::Finished;
-                let _ = self.done_state();
+                self.done_state();
                 return self.protocol.take();
             }
             Phase::Open => {
@@ -461,9 +461,10 @@ impl<P: Protocol> Connection<P> {
     fn deliver_eof(&mut self) {
         self.read_eof = true;
         tracing::debug!("eof received");
-        match self.call(Callback::EofReceived, |p| p.eof_received()) {
-            Some(false) => self.transport.close(),
-            Some(true) | None => {}
+        // false closes (flush, FIN, connection_lost(None)); true keeps the
+        // write side open; None means it panicked and the connection failed.
+        if self.call(Callback::EofReceived, |p| p.eof_received()) == Some(false) {
+            self.transport.close();
         }
     }
 

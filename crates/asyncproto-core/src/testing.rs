@@ -327,24 +327,13 @@ type Hook = Box<dyn FnMut(&Event, &Transport) + Send>;
 /// `eof_received`, and can run a hook on each event (to react, e.g. write on
 /// `Made`, or to forward events to a test's channel). Events are also kept in
 /// a shared log readable from other threads through [`log`](Self::log).
+#[derive(Default)]
 pub struct Recorder {
     log: Arc<Mutex<Vec<Event>>>,
     errors: Vec<Error>,
     transport: Option<Transport>,
     eof_keep_open: bool,
     hook: Option<Hook>,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Self {
-            log: Arc::default(),
-            errors: Vec::new(),
-            transport: None,
-            eof_keep_open: false,
-            hook: None,
-        }
-    }
 }
 
 impl Recorder {

@@ -357,10 +357,10 @@ impl Transport {
     /// running (it re-checks before parking).
     fn notify(st: &mut State) {
         st.dirty = true;
-        if !st.running {
-            if let Some(w) = &st.waker {
-                w.wake_by_ref();
-            }
+        if !st.running
+            && let Some(w) = &st.waker
+        {
+            w.wake_by_ref();
         }
     }
 }

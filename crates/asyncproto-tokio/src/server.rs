@@ -491,12 +491,9 @@ fn spawn_connection<P, F>(
     F: Fn() -> P + Send + Sync + 'static,
 {
     let span = conn_span(Some(peer), "server");
-    let protocol = match span.in_scope(|| catch_unwind(AssertUnwindSafe(factory))) {
-        Ok(p) => p,
-        Err(_) => {
-            span.in_scope(|| tracing::error!("protocol factory panicked; connection dropped"));
-            return;
-        }
+    let Ok(protocol) = span.in_scope(|| catch_unwind(AssertUnwindSafe(factory))) else {
+        span.in_scope(|| tracing::error!("protocol factory panicked; connection dropped"));
+        return;
     };
     let (mut conn, io) = tcp_connection(protocol, stream, Some(peer), nodelay, keepalive);
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);

@@ -154,12 +154,12 @@ enum ConnectError {
 async fn connect_one(addr: SocketAddr, options: &ConnectOptions) -> Result<TcpStream, ConnectError> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
         .map_err(ConnectError::Connect)?;
-    if let Some(local) = options.local_addr {
-        if local.is_ipv4() == addr.is_ipv4() {
-            socket
-                .bind(local)
-                .map_err(|source| ConnectError::Bind(Error::Bind { addr: local, source }))?;
-        }
+    if let Some(local) = options.local_addr
+        && local.is_ipv4() == addr.is_ipv4()
+    {
+        socket
+            .bind(local)
+            .map_err(|source| ConnectError::Bind(Error::Bind { addr: local, source }))?;
     }
     socket.connect(addr).await.map_err(ConnectError::Connect)
 }
