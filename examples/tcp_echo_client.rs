@@ -36,12 +36,18 @@ struct Args {
     /// The message to send.
     #[arg(long, default_value = "Hello World!")]
     message: String,
+    /// Half-close (`write_eof`) after sending, so that a persistent echo
+    /// such as `echo_server` answers and then closes. Not in the spec's
+    /// example, whose server closes after one reply.
+    #[arg(long)]
+    write_eof: bool,
 }
 
 // The page's EchoClientProtocol; `on_con_lost` is the ProtocolHandle that
 // create_connection returns.
 struct EchoClientProtocol {
     message: String,
+    write_eof: bool,
 }
 
 impl BaseProtocol for EchoClientProtocol {
@@ -49,6 +55,10 @@ impl BaseProtocol for EchoClientProtocol {
         // Only fails after write_eof(), which this protocol never calls.
         let _ = transport.write(self.message.clone());
         println!("Data sent: {}", common::py_repr(&self.message));
+        if self.write_eof {
+            // TCP supports half-close; nothing to report otherwise.
+            let _ = transport.write_eof();
+        }
     }
 
     fn connection_lost(&mut self, _exc: Option<Error>) {
@@ -68,9 +78,13 @@ impl Protocol for EchoClientProtocol {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     common::init_tracing();
-    let Args { addr, message } = Args::parse();
+    let Args {
+        addr,
+        message,
+        write_eof,
+    } = Args::parse();
     let connect = create_connection(
-        || EchoClientProtocol { message },
+        || EchoClientProtocol { message, write_eof },
         addr.as_str(),
         ConnectOptions::new(),
     );

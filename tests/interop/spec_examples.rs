@@ -119,3 +119,15 @@ fn tcp_echo_server_exits_zero_on_sigterm_and_sigint() {
         assert!(status.success(), "{sig}: {status:?}");
     }
 }
+
+#[test]
+fn rust_client_with_write_eof_against_persistent_echo_server() {
+    // The README's first command: echo_server and tcp_echo_client --write-eof.
+    let mut cmd = example("echo_server");
+    cmd.args(["--addr", "127.0.0.1:0", "--threads", "1"]);
+    let server = Server::start(cmd);
+    let mut client = example("tcp_echo_client");
+    client.arg("--write-eof");
+    let out = client_output(client, &server, MESSAGE);
+    assert_eq!(out, expected_lines(MESSAGE));
+}
