@@ -1,0 +1,12 @@
+//! asyncproto-core's integration tests: CPython's and uvloop's transport
+//! tests ported onto the in-memory transport (`cpython`, `uvloop`, named as
+//! upstream so one grep finds both sides), and tests of behaviour no upstream
+//! test pins (`gaps`, named by behaviour).
+//!
+//! The rows come from `cpython-test-port.md` ("Core state machine" and "Flow
+//! control"); rows that need real sockets live in asyncproto-tokio.
+
+mod cpython;
+mod gaps;
+mod support;
+mod uvloop;
