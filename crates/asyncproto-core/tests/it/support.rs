@@ -7,7 +7,10 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, Once, PoisonError},
 };
 
-use asyncproto_core::testing::{MemoryTransport, Recorder, WriteMode};
+use asyncproto_core::{
+    Callback, Error,
+    testing::{MemoryTransport, Recorder, WriteMode},
+};
 use tracing::{
     Level, Subscriber,
     field::{Field, Visit},
@@ -32,6 +35,23 @@ pub(crate) fn blocked() -> MemoryTransport<Recorder> {
 pub(crate) fn assert_quiet(t: &mut MemoryTransport<Recorder>) {
     t.run();
     assert_eq!(t.protocol_mut().take(), [], "no further callback");
+}
+
+/// Asserts that `connection_lost` got exactly one error: a panic in
+/// `callback` with `message`.
+#[track_caller]
+pub(crate) fn assert_panicked(errors: &[Error], callback: Callback, message: &str) {
+    match errors {
+        [
+            Error::ProtocolPanicked {
+                callback: c,
+                message: m,
+            },
+        ] => {
+            assert_eq!((*c, m.as_str()), (callback, message));
+        }
+        other => panic!("expected one ProtocolPanicked from {callback}: {other:?}"),
+    }
 }
 
 /// One tracing event: its level and its message.

@@ -24,7 +24,7 @@ mod selector_transport_tests {
     };
     use tracing::Level;
 
-    use crate::support::{LogCapture, assert_quiet, blocked, established};
+    use crate::support::{LogCapture, assert_panicked, assert_quiet, blocked, established};
 
     /// Port of CPython 3.11.7
     /// `test_selector_events.py::SelectorTransportTests::test_abort`.
@@ -195,17 +195,7 @@ mod selector_transport_tests {
             t.protocol_mut().take(),
             [Made, Data("data".into()), Lost(Some(ErrorKind::Other))]
         );
-        match t.protocol().errors() {
-            [
-                Error::ProtocolPanicked {
-                    callback: Callback::DataReceived,
-                    message,
-                },
-            ] => {
-                assert_eq!(message, "boom");
-            }
-            other => panic!("unexpected errors: {other:?}"),
-        }
+        assert_panicked(t.protocol().errors(), Callback::DataReceived, "boom");
         let errors = logs.at(Level::ERROR);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("panicked"), "{errors:?}");
@@ -313,7 +303,7 @@ mod selector_socket_transport_tests {
     };
     use tracing::Level;
 
-    use crate::support::{LogCapture, assert_quiet, blocked, established};
+    use crate::support::{LogCapture, assert_panicked, assert_quiet, blocked, established};
 
     const SEND_RAISED: &str = "socket.send() raised exception.";
 
@@ -365,17 +355,7 @@ mod selector_socket_transport_tests {
             t.protocol_mut().take(),
             [Made, Eof, Lost(Some(ErrorKind::Other))]
         );
-        match t.protocol().errors() {
-            [
-                Error::ProtocolPanicked {
-                    callback: Callback::EofReceived,
-                    message,
-                },
-            ] => {
-                assert_eq!(message, "LookupError");
-            }
-            other => panic!("unexpected errors: {other:?}"),
-        }
+        assert_panicked(t.protocol().errors(), Callback::EofReceived, "LookupError");
         assert_eq!(t.written(), b"", "a fatal error does not flush");
         assert!(!t.is_write_shut());
         assert!(t.is_closed());
@@ -935,8 +915,9 @@ mod selector_socket_transport_tests {
     ///
     /// - Departs in behaviour: `send` returning 0 keeps the data buffered in
     ///   asyncio; here a writer's `Ok(0)` is a fatal `WriteZero` (documented
-    ///   on `StreamIo::write_vectored`), so it can neither spin nor stall:
-    ///   one attempt, then `connection_lost(Some(WriteZero))`.
+    ///   on `StreamIo::write_vectored`; migration guide, "Differences from
+    ///   asyncio"), so it can neither spin nor stall: one attempt, then
+    ///   `connection_lost(Some(WriteZero))`.
     #[test]
     fn test_write_partial_none() {
         let mut t = established();

@@ -4,14 +4,15 @@ mod test_aio_tcp {
     use std::io::ErrorKind;
 
     use asyncproto_core::{
-        Callback, Error,
+        Callback,
         testing::{Event::*, MemoryTransport, Recorder},
     };
     use tracing::Level;
 
-    use crate::support::{LogCapture, assert_quiet};
+    use crate::support::{LogCapture, assert_panicked, assert_quiet};
 
-    /// Port of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_tcp_handle_exception_in_connection_made`.
+    /// Port of uvloop `0582f94`
+    /// `tests/test_tcp.py::Test_AIO_TCP::test_tcp_handle_exception_in_connection_made`.
     ///
     /// - Departs in behaviour (documented: asyncproto-core `lifecycle` and
     ///   the migration guide, "Differences from asyncio"): asyncio only logs
@@ -33,17 +34,11 @@ mod test_aio_tcp {
             t.protocol_mut().take(),
             [Made, Lost(Some(ErrorKind::Other))]
         );
-        match t.protocol().errors() {
-            [
-                Error::ProtocolPanicked {
-                    callback: Callback::ConnectionMade,
-                    message,
-                },
-            ] => {
-                assert_eq!(message, "ZeroDivisionError");
-            }
-            other => panic!("unexpected errors: {other:?}"),
-        }
+        assert_panicked(
+            t.protocol().errors(),
+            Callback::ConnectionMade,
+            "ZeroDivisionError",
+        );
         assert!(t.is_closed());
         assert!(t.transport().is_closing());
         assert_eq!(logs.at(Level::ERROR).len(), 1);
@@ -122,7 +117,8 @@ mod test_uv_tcp {
         }
     }
 
-    /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_many_small_writes`.
+    /// Port of uvloop `0582f94`
+    /// `tests/test_tcp.py::Test_UV_TCP::test_many_small_writes` (uvloop only).
     ///
     /// - Scaled down from 100 KiB × 10 000 to 1 KiB × 1 000 per phase; the
     ///   default water marks (64 KiB / 16 KiB) make every phase cross them.
