@@ -57,9 +57,14 @@
 //!
 //! asyncio calls `pause_writing()` from inside `write()`. In Rust the protocol
 //! is mutably borrowed during its own callback, so a flow-control edge caused
-//! by a write is delivered right after the callback that wrote returns (after
-//! one attempt to send what it wrote), before any other callback. The
-//! migration guide lists this and every other difference from asyncio.
+//! by a write is delivered right after the callback that wrote returns, before
+//! any other callback: `pause_writing` if the callback left more than the high
+//! mark buffered (checked before the buffer is sent), then `resume_writing`
+//! once sending brings it to the low mark. A producer therefore writes until
+//! `get_write_buffer_size()` exceeds the high mark, returns, and goes on in
+//! `resume_writing` — a `while not paused: write()` loop inside one callback
+//! would never end. The migration guide lists this and every other difference
+//! from asyncio.
 //!
 //! [asyncproto]: https://docs.rs/asyncproto
 

@@ -20,9 +20,11 @@
 //!   never after `eof_received`.
 //! - `eof_received` at most once, never after a resume re-arms reading (an
 //!   asyncio quirk not copied).
-//! - `pause_writing`/`resume_writing` alternate, starting with a pause; each
-//!   runs right after the callback whose writes caused it, after one attempt
-//!   to send.
+//! - `pause_writing`/`resume_writing` alternate, starting with a pause.
+//!   `pause_writing` runs right after the callback that left the buffer over
+//!   the high mark, *before* the attempt to send it; `resume_writing` runs as
+//!   soon as a send brings the buffer to the low mark or below (possibly at
+//!   once, if the socket takes everything).
 //! - `connection_lost` exactly once, last; after it the protocol is dropped
 //!   or handed back.
 //! - A panic in any callback aborts the connection: one ERROR event, then
@@ -245,12 +247,16 @@ impl<P: Protocol> Connection<P> {
                     continue;
                 }
             }
-            if self.flush(io) {
-                continue;
-            }
+            // The pause check comes before the send attempt: a protocol that
+            // writes until the buffer is over high, then waits for
+            // resume_writing, must get the pause even if the send then takes
+            // most of it (it would otherwise wait forever for a resume).
             let pause = self.transport.lock().buf.check_pause();
             if pause.is_some() {
                 self.call(Callback::PauseWriting, |p| p.pause_writing());
+                continue;
+            }
+            if self.flush(io) {
                 continue;
             }
             if self.close_or_shutdown(io) {

@@ -47,10 +47,16 @@ pub trait BaseProtocol: Send + 'static {
     /// high-water mark.
     ///
     /// asyncio calls this from inside `write()`. Here it runs right after the
-    /// callback that wrote returns (after one attempt to send), before any
-    /// other callback; for writes from outside a callback, as soon as the
-    /// connection's task sees them. Pauses and resumes alternate, starting
-    /// with a pause.
+    /// callback that wrote returns, before any other callback and before the
+    /// buffer is sent; for writes from outside a callback, as soon as the
+    /// connection's task sees them. So a protocol that writes until the
+    /// buffer is over the high mark and then waits for `resume_writing` always
+    /// gets both. Pauses and resumes alternate, starting with a pause.
+    ///
+    /// Unlike asyncio, a single callback that writes more than the high mark
+    /// gets a pause even if the socket then takes it all (followed at once by
+    /// `resume_writing`): asyncio's eager send happens inside `write()`, ours
+    /// after the callback.
     fn pause_writing(&mut self) {}
 
     /// Called when the write buffer falls to its low-water mark or below after

@@ -108,9 +108,11 @@ fn high_zero_pauses_on_any_buffered_byte_and_resumes_when_empty() {
 }
 
 #[test]
-fn high_zero_does_not_pause_when_the_write_is_taken_whole() {
-    // The pause check follows one attempt to send: a write the peer takes
-    // whole never touches flow control, as with asyncio's eager send.
+fn high_zero_pauses_even_when_the_write_is_then_taken_whole() {
+    // The pause check comes before the send attempt (so a producer that
+    // stops at the high mark always hears of it): a write the peer then
+    // takes whole gives pause_writing and, at once, resume_writing. asyncio's
+    // eager send inside write() would give neither (documented difference).
     let mut t = established();
     t.transport()
         .set_write_buffer_limits(Some(0), None)
@@ -118,7 +120,31 @@ fn high_zero_does_not_pause_when_the_write_is_taken_whole() {
     t.transport().write("data").unwrap();
     t.run();
     assert_eq!(t.take_written(), "data");
-    assert_eq!(t.protocol_mut().take(), [Made]);
+    assert_eq!(t.protocol_mut().take(), [Made, PauseWriting, ResumeWriting]);
+    assert_quiet(&mut t);
+}
+
+#[test]
+fn producer_that_stops_over_high_gets_pause_then_resume() {
+    // A protocol writes until the buffer is over high, then waits for
+    // resume_writing. The send after the callback takes most of it, leaving
+    // less than high: the pause must still come (before the send), and the
+    // resume once the rest drains to low.
+    let mut t = MemoryTransport::new(Recorder::default());
+    t.transport()
+        .set_write_buffer_limits(Some(4096), Some(1024))
+        .unwrap();
+    t.set_write_mode(WriteMode::Limit(3000));
+    let transport = t.transport().clone();
+    while transport.get_write_buffer_size() <= 4096 {
+        transport.write(vec![1u8; 1000]).unwrap();
+    }
+    t.run();
+    assert_eq!(t.transport().get_write_buffer_size(), 5000 - 3000);
+    assert_eq!(t.protocol_mut().take(), [Made, PauseWriting]);
+    t.drain(976);
+    assert_eq!(t.transport().get_write_buffer_size(), 1024);
+    assert_eq!(t.protocol_mut().take(), [ResumeWriting]);
     assert_quiet(&mut t);
 }
 
@@ -483,16 +509,17 @@ struct Model {
 
 impl Model {
     fn run(&mut self) {
+        // Pause is checked before the send attempt, resume after it.
+        if !self.paused && self.size > self.high {
+            self.paused = true;
+            self.events.push(PauseWriting);
+        }
         let sent = self.size.min(self.budget);
         self.size -= sent;
         self.budget -= sent;
         if sent > 0 && self.paused && self.size <= self.low {
             self.paused = false;
             self.events.push(ResumeWriting);
-        }
-        if !self.paused && self.size > self.high {
-            self.paused = true;
-            self.events.push(PauseWriting);
         }
     }
 }
