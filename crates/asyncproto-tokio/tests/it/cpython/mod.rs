@@ -1,0 +1,7 @@
+//! Ports of CPython's asyncio tests, named as upstream
+//! (`cpython-test-port.md`): module = file, then class, then the test.
+
+mod test_base_events;
+mod test_events;
+mod test_selector_events;
+mod test_server;
