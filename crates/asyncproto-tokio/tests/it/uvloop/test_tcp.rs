@@ -208,20 +208,15 @@ mod test_aio_tcp {
 }
 
 mod test_uv_tcp {
-    use std::io;
-
     use asyncproto_core::{
         Error as CoreError, ExtraInfo,
         testing::{Event, Recorder},
     };
     use asyncproto_tokio::{ConnectOptions, ServerOptions, create_connection, create_server};
     use socket2::SockRef;
-    use tokio::{io::AsyncWriteExt, sync::mpsc};
+    use tokio::sync::mpsc;
 
-    use crate::{
-        flow::tiny_sndbuf,
-        support::{raw_listener, read_to_end, tap, tapped_factory, within},
-    };
+    use crate::support::{raw_listener, read_to_end, tap, tapped_factory, within};
 
     /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_tcp_handle_abort_in_connection_made`
     /// (uvloop only; asyncio's `_force_close` gives the same result).
@@ -254,8 +249,6 @@ mod test_uv_tcp {
         srv.close();
         srv.wait_closed().await;
     }
-
-    crate::support::on_both_runtimes!(10; test_tcp_handle_abort_in_connection_made);
 
     /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_transport_get_extra_info`
     /// (uvloop only; the checks hold for asyncio too).
@@ -339,143 +332,94 @@ mod test_uv_tcp {
         .await;
     }
 
-    /// What the client's `data_received` hook reports for
+    /// What the client's `connection_made` hook saw, for
     /// [`test_flowcontrol_mixin_set_write_limits`].
     #[derive(Debug)]
-    enum Step {
-        /// The 512 bytes did not stay buffered (the kernel took some): fill
-        /// again.
-        Retry,
-        /// The upstream checks, in order.
-        Checked {
-            size: usize,
-            after_low: (usize, usize),
-            err: CoreError,
-            after_err: (usize, usize),
-            after_1024: (usize, usize),
-            after_256: (usize, usize),
-        },
+    struct Checked {
+        size: usize,
+        after_low: (usize, usize),
+        err: CoreError,
+        after_err: (usize, usize),
+        after_1024: (usize, usize),
+        after_256: (usize, usize),
     }
 
     /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_flowcontrol_mixin_set_write_limits`
     /// (uvloop only).
     ///
-    /// Upstream relies on uvloop queueing the 512 bytes; here they must stay
-    /// in the write buffer while the connection task flushes, so the peer
-    /// never reads and the kernel is filled first (directly through the
-    /// socket, bypassing the transport). All checks run inside one
-    /// `data_received` callback of the client, where nothing is flushed (see
-    /// `flow.rs`), so this runs on the current-thread runtime only. asyncio
-    /// pauses inside `set_write_buffer_limits()`; asyncproto delivers the
-    /// pause right after the callback, so "not paused" after the earlier
-    /// calls holds by construction and the test asserts the one pause that
-    /// follows.
-    #[tokio::test]
+    /// The checks run inside the client's `connection_made`, where nothing is
+    /// sent, so the 512 bytes stay buffered as uvloop's queued write does.
+    /// asyncio pauses inside `set_write_buffer_limits()`; asyncproto checks
+    /// for the pause right after the callback, before sending, so "not
+    /// paused" after the earlier calls holds by construction and the test
+    /// asserts the one pause that follows, then the resume once the 512
+    /// bytes are sent.
     async fn test_flowcontrol_mixin_set_write_limits() {
-        within(10, async {
-            let (listener, addr) = raw_listener(Some(4096));
-            let (tx, mut steps) = mpsc::unbounded_channel::<Step>();
-            let proto = Recorder::default().on_event(move |e, t| match e {
-                Event::Made => tiny_sndbuf(t),
-                Event::Data(d) if d == "F" => {
-                    // Fill the kernel until it takes no more, then top the
-                    // write buffer up to 512 bytes.
-                    t.with_socket(|fd| {
-                        let s = SockRef::from(&fd);
-                        loop {
-                            match s.send(&[0; 4096]) {
-                                Ok(_) => {}
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                Err(e) => panic!("send: {e}"),
-                            }
-                        }
-                    })
-                    .expect("open");
-                    t.write(vec![b'q'; 512 - t.get_write_buffer_size()])
-                        .expect("write");
-                }
-                Event::Data(d) if d == "C" => {
-                    let size = t.get_write_buffer_size();
-                    if size != 512 {
-                        tx.send(Step::Retry).expect("report");
-                        return;
-                    }
-                    t.set_write_buffer_limits(None, Some(16385))
-                        .expect("low only");
-                    let after_low = t.get_write_buffer_limits();
-                    let err = t
-                        .set_write_buffer_limits(Some(0), Some(1))
-                        .expect_err("high < low");
-                    let after_err = t.get_write_buffer_limits();
-                    t.set_write_buffer_limits(Some(1024), Some(128))
-                        .expect("limits");
-                    let after_1024 = t.get_write_buffer_limits();
-                    t.set_write_buffer_limits(Some(256), Some(128))
-                        .expect("limits");
-                    let after_256 = t.get_write_buffer_limits();
-                    let step = Step::Checked {
-                        size,
-                        after_low,
-                        err,
-                        after_err,
-                        after_1024,
-                        after_256,
-                    };
-                    tx.send(step).expect("report");
-                }
-                _ => {}
-            });
-            let (proto, mut probe) = tap(proto);
-            let (t, done) = create_connection(move || proto, addr, ConnectOptions::new())
-                .await
-                .expect("connect");
-            let (mut peer, _) = listener.accept().await.expect("accept");
-            assert_eq!(probe.next().await, Event::Made);
-
-            let mut attempts = 0;
-            let step = loop {
-                attempts += 1;
-                assert!(attempts <= 10, "the kernel kept taking data");
-                for cmd in ["F", "C"] {
-                    peer.write_all(cmd.as_bytes()).await.expect("write");
-                    assert_eq!(probe.next().await, Event::Data(cmd.into()));
-                }
-                match steps.recv().await.expect("step") {
-                    Step::Retry => {}
-                    checked @ Step::Checked { .. } => break checked,
-                }
-            };
-            let Step::Checked {
+        let (listener, addr) = raw_listener(None);
+        let (tx, mut checked) = mpsc::unbounded_channel::<Checked>();
+        let proto = Recorder::default().on_event(move |e, t| {
+            if *e != Event::Made {
+                return;
+            }
+            t.write(vec![b'q'; 512]).expect("write");
+            let size = t.get_write_buffer_size();
+            t.set_write_buffer_limits(None, Some(16385))
+                .expect("low only");
+            let after_low = t.get_write_buffer_limits();
+            let err = t
+                .set_write_buffer_limits(Some(0), Some(1))
+                .expect_err("high < low");
+            let after_err = t.get_write_buffer_limits();
+            t.set_write_buffer_limits(Some(1024), Some(128))
+                .expect("limits");
+            let after_1024 = t.get_write_buffer_limits();
+            t.set_write_buffer_limits(Some(256), Some(128))
+                .expect("limits");
+            let after_256 = t.get_write_buffer_limits();
+            let c = Checked {
                 size,
                 after_low,
                 err,
                 after_err,
                 after_1024,
                 after_256,
-            } = step
-            else {
-                unreachable!()
             };
-            assert_eq!(size, 512);
-            assert_eq!(after_low, (16385, 65540));
-            assert!(
-                matches!(err, CoreError::InvalidLimits { high: 0, low: 1 }),
-                "{err:?}"
-            );
-            assert!(err.to_string().contains("must be >= low"), "{err}");
-            assert_eq!(after_err, (16385, 65540));
-            assert_eq!(after_1024, (128, 1024));
-            assert_eq!(after_256, (128, 256));
-            assert_eq!(probe.next().await, Event::PauseWriting);
+            tx.send(c).expect("report");
+        });
+        let (proto, mut probe) = tap(proto);
+        let (t, done) = create_connection(move || proto, addr, ConnectOptions::new())
+            .await
+            .expect("connect");
+        let (mut peer, _) = listener.accept().await.expect("accept");
 
-            t.close();
-            let _ = read_to_end(&mut peer).await;
-            assert_eq!(
-                probe.until_lost().await,
-                [Event::ResumeWriting, Event::Lost(None)]
-            );
-            drop(done.await.expect("protocol"));
-        })
-        .await;
+        let c = checked.recv().await.expect("checks ran");
+        assert_eq!(c.size, 512);
+        assert_eq!(c.after_low, (16385, 65540));
+        assert!(
+            matches!(c.err, CoreError::InvalidLimits { high: 0, low: 1 }),
+            "{:?}",
+            c.err
+        );
+        assert!(c.err.to_string().contains("must be >= low"), "{}", c.err);
+        assert_eq!(
+            c.after_err,
+            (16385, 65540),
+            "a rejected call changes nothing"
+        );
+        assert_eq!(c.after_1024, (128, 1024));
+        assert_eq!(c.after_256, (128, 256));
+        assert_eq!(probe.next().await, Event::Made);
+        assert_eq!(probe.next().await, Event::PauseWriting);
+        assert_eq!(probe.next().await, Event::ResumeWriting);
+
+        t.close();
+        assert_eq!(read_to_end(&mut peer).await, vec![b'q'; 512]);
+        assert_eq!(probe.until_lost().await, [Event::Lost(None)]);
+        drop(done.await.expect("protocol"));
     }
+
+    crate::support::on_both_runtimes!(10;
+        test_tcp_handle_abort_in_connection_made,
+        test_flowcontrol_mixin_set_write_limits,
+    );
 }
