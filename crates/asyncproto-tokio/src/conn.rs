@@ -68,7 +68,9 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
 pub(crate) async fn run<P: Protocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
     let mut io = Some(io);
     poll_fn(|cx| {
-        let Some(t) = io.as_mut() else { return Poll::Ready(()) };
+        let Some(t) = io.as_mut() else {
+            return Poll::Ready(());
+        };
         let waker = cx.waker().clone();
         let status = conn.drive(&mut Adapter { io: t, cx }, &waker);
         match status {

@@ -85,11 +85,17 @@ impl fmt::Display for Error {
                     Ok(())
                 }
             },
-            Self::Bind { addr, .. } => write!(f, "error while attempting to bind on address {addr}"),
+            Self::Bind { addr, .. } => {
+                write!(f, "error while attempting to bind on address {addr}")
+            }
             Self::Protocol(_) => f.write_str("protocol failed in connection_made"),
-            Self::ProtocolDropped => f.write_str("protocol was dropped after panicking in connection_lost"),
+            Self::ProtocolDropped => {
+                f.write_str("protocol was dropped after panicking in connection_lost")
+            }
             Self::ServerClosed => f.write_str("server is closed"),
-            Self::AlreadyServing => f.write_str("server is already being awaited on serve_forever()"),
+            Self::AlreadyServing => {
+                f.write_str("server is already being awaited on serve_forever()")
+            }
             Self::Io(_) => f.write_str("i/o error"),
         }
     }

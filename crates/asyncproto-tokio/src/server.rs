@@ -214,7 +214,12 @@ where
     let factory = Arc::new(factory);
     let conn_options = (options.nodelay, options.keepalive);
     let spawn_acceptor: Acceptor = Box::new(move |inner, listener| {
-        let fut = accept_loop(Arc::clone(inner), listener, Arc::clone(&factory), conn_options);
+        let fut = accept_loop(
+            Arc::clone(inner),
+            listener,
+            Arc::clone(&factory),
+            conn_options,
+        );
         inner.tracker.spawn_on(fut, &inner.runtime);
     });
     let server = Server {
@@ -236,7 +241,11 @@ where
 }
 
 fn bind(addr: SocketAddr, options: &ServerOptions) -> Result<Socket, Error> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     socket.set_reuse_address(options.reuse_address)?;
     #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
     if options.reuse_port {
@@ -246,7 +255,9 @@ fn bind(addr: SocketAddr, options: &ServerOptions) -> Result<Socket, Error> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into()).map_err(|source| Error::Bind { addr, source })?;
+    socket
+        .bind(&addr.into())
+        .map_err(|source| Error::Bind { addr, source })?;
     Ok(socket)
 }
 
@@ -389,9 +400,15 @@ impl Server {
         }
     }
 
-    /// How many accepted connections have not ended yet.
+    /// How many accepted connections' tasks are still running. A connection
+    /// leaves the count when its task ends, just after its
+    /// `connection_lost` has returned.
     pub fn active_connections(&self) -> usize {
-        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Graceful shutdown with a deadline: stop accepting, `close()` every
@@ -404,8 +421,14 @@ impl Server {
     pub async fn shutdown(&self, deadline: Duration) {
         self.close();
         self.close_clients();
-        if tokio::time::timeout(deadline, self.wait_closed()).await.is_err() {
-            tracing::debug!(left = self.active_connections(), "shutdown deadline passed; aborting");
+        if tokio::time::timeout(deadline, self.wait_closed())
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                left = self.active_connections(),
+                "shutdown deadline passed; aborting"
+            );
             self.abort_clients();
             self.wait_closed().await;
         }
@@ -449,7 +472,9 @@ async fn accept_loop<P, F>(
             res = listener.accept() => res,
         };
         match res {
-            Ok((stream, peer)) => spawn_connection(&inner, &*factory, stream, peer, nodelay, keepalive),
+            Ok((stream, peer)) => {
+                spawn_connection(&inner, &*factory, stream, peer, nodelay, keepalive)
+            }
             Err(_) if inner.closed.is_cancelled() => return,
             Err(e) if out_of_resources(&e) => {
                 // asyncio: "socket.accept() out of system resource"
@@ -517,13 +542,21 @@ struct Registered {
 
 impl Registered {
     fn new(inner: Arc<Inner>, id: u64, transport: Transport) -> Self {
-        inner.conns.lock().unwrap_or_else(|e| e.into_inner()).insert(id, transport);
+        inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, transport);
         Self { inner, id }
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.inner.conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }

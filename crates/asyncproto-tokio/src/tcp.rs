@@ -50,7 +50,11 @@ impl Default for ConnectOptions {
 impl ConnectOptions {
     /// The defaults: no local address, `TCP_NODELAY` on, no keepalive.
     pub fn new() -> Self {
-        Self { local_addr: None, nodelay: true, keepalive: None }
+        Self {
+            local_addr: None,
+            nodelay: true,
+            keepalive: None,
+        }
     }
 
     /// Binds the socket to this address before connecting (asyncio's
@@ -151,15 +155,25 @@ enum ConnectError {
     Connect(io::Error),
 }
 
-async fn connect_one(addr: SocketAddr, options: &ConnectOptions) -> Result<TcpStream, ConnectError> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-        .map_err(ConnectError::Connect)?;
+async fn connect_one(
+    addr: SocketAddr,
+    options: &ConnectOptions,
+) -> Result<TcpStream, ConnectError> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(ConnectError::Connect)?;
     if let Some(local) = options.local_addr
         && local.is_ipv4() == addr.is_ipv4()
     {
-        socket
-            .bind(local)
-            .map_err(|source| ConnectError::Bind(Error::Bind { addr: local, source }))?;
+        socket.bind(local).map_err(|source| {
+            ConnectError::Bind(Error::Bind {
+                addr: local,
+                source,
+            })
+        })?;
     }
     socket.connect(addr).await.map_err(ConnectError::Connect)
 }
@@ -179,7 +193,10 @@ pub(crate) fn establish<P: Protocol>(
     if !started {
         let err = match conn.error() {
             Some(asyncproto_core::Error::ProtocolPanicked { callback, message }) => {
-                asyncproto_core::Error::ProtocolPanicked { callback: *callback, message: message.clone() }
+                asyncproto_core::Error::ProtocolPanicked {
+                    callback: *callback,
+                    message: message.clone(),
+                }
             }
             _ => asyncproto_core::Error::Cancelled,
         };
