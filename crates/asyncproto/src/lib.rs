@@ -100,3 +100,8 @@ pub use asyncproto_tokio::{
 pub use asyncproto_core as core;
 /// The Tokio backend, re-exported whole.
 pub use asyncproto_tokio as backend;
+
+/// The README's Rust example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
