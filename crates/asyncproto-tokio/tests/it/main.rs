@@ -7,6 +7,7 @@
 
 mod client;
 mod cpython;
+mod faults;
 mod flow;
 mod handle;
 mod lifecycle;
