@@ -11,6 +11,7 @@ mod faults;
 mod flow;
 mod handle;
 mod lifecycle;
+mod memory;
 mod server;
 mod support;
 mod uvloop;
