@@ -12,6 +12,7 @@ mod flow;
 mod handle;
 mod lifecycle;
 mod memory;
+mod panics;
 mod server;
 mod support;
 mod uvloop;
