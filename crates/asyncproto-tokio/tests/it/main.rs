@@ -11,7 +11,6 @@ mod faults;
 mod flow;
 mod handle;
 mod lifecycle;
-mod memory;
 mod panics;
 mod server;
 mod support;

@@ -1,6 +1,18 @@
 //! Bounded memory: a peer that sends without ever reading cannot grow the
 //! process, because an echo that pauses reading on `pause_writing` passes
 //! the backpressure on to the peer (EXAMPLES.md, `echo_server`).
+//!
+//! A binary of its own: RSS is per process, and in the shared `it` binary
+//! tests running in parallel moved it by up to 15 MiB during the window.
+
+#[path = "it/support.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    unused_macros,
+    reason = "this binary uses a few of the shared helpers"
+)]
+mod support;
 
 use std::{fs, time::Duration};
 
