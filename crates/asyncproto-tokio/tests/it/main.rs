@@ -13,5 +13,6 @@ mod handle;
 mod lifecycle;
 mod panics;
 mod server;
+mod stress;
 mod support;
 mod uvloop;
