@@ -383,8 +383,9 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
-    /// With the buffer empty: finish a `close()` (returns true) or perform a
-    /// requested `write_eof()`.
+    /// With the buffer empty: finish a `close()` or perform a requested
+    /// `write_eof()`. Returns true when the connection is over: the close
+    /// finished, or the shutdown failed (the connection failed with it).
     fn close_or_shutdown(&mut self, io: &mut impl StreamIo) -> bool {
         let mut st = self.transport.lock();
         if !st.buf.is_empty() {
@@ -402,7 +403,12 @@ impl<P: Protocol> Connection<P> {
                 Ok(()) => self.eof_sent = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
-                Err(e) => self.fail_io(e),
+                Err(e) => {
+                    // Over now: the caller must neither park nor read with
+                    // the state it saw before the failure.
+                    self.fail_io(e);
+                    return true;
+                }
             }
         }
         false
