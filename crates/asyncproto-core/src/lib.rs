@@ -78,6 +78,7 @@ pub mod extra_info;
 pub mod flow;
 pub mod lifecycle;
 pub mod protocol;
+mod sync;
 pub mod testing;
 pub mod transport;
 

@@ -5,12 +5,7 @@
 //! the protocol's callbacks and from any other thread or task; operations
 //! from outside a callback wake the connection's task.
 
-use std::{
-    fmt,
-    net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
-    task::Waker,
-};
+use std::{fmt, net::SocketAddr, task::Waker};
 
 #[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -21,6 +16,7 @@ use crate::{
     error::Error,
     extra_info::{self, ExtraInfo, TransportInfo},
     flow::WriteBuffer,
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`: dropped writes after the
@@ -73,7 +69,9 @@ pub(crate) struct State {
     pub(crate) running: bool,
     pub(crate) waker: Option<Waker>,
     #[cfg(unix)]
-    pub(crate) socket: Option<Arc<dyn SocketLike>>,
+    // A std Arc whatever the cfg: lent by the backend through a public
+    // signature, it carries no synchronisation of ours.
+    pub(crate) socket: Option<std::sync::Arc<dyn SocketLike>>,
 }
 
 impl Transport {
