@@ -251,10 +251,14 @@ impl Transport {
     /// [`resume_reading`](Self::resume_reading). Idempotent; does nothing
     /// once closing.
     ///
-    /// Takes effect at once: no `data_received` (or `eof_received`) is called
-    /// after this returns, even if the bytes were already read; they are held
-    /// and delivered after the resume. The kernel's buffer then fills and the
-    /// peer is slowed down (TCP backpressure).
+    /// Takes effect at once: called from a callback (or from the connection's
+    /// own task), no `data_received` (or `eof_received`) follows until the
+    /// resume, even if the bytes were already read; they are held and
+    /// delivered after it. Called from another thread, at most one delivery
+    /// that had already been decided when the pause landed may still start
+    /// (its bytes were read and checked just before); nothing is lost either
+    /// way. The kernel's buffer then fills and the peer is slowed down (TCP
+    /// backpressure).
     pub fn pause_reading(&self) {
         let mut st = self.lock();
         if st.closing || st.read_paused {
