@@ -44,6 +44,13 @@ pub enum Error {
         /// The panic message, when the payload was a string.
         message: String,
     },
+    /// A [`BufferedProtocol`](crate::BufferedProtocol)'s `get_buffer` returned
+    /// an empty buffer; the connection was aborted and this is what
+    /// `connection_lost` receives (asyncio: `RuntimeError('get_buffer()
+    /// returned an empty buffer')`).
+    ///
+    /// Maps to [`io::ErrorKind::InvalidInput`].
+    EmptyBuffer,
     /// The task driving the connection was dropped before the connection
     /// ended, typically because the Tokio runtime shut down. `connection_lost`
     /// still runs, with this error (asyncio has no equivalent: a closed loop
@@ -67,6 +74,10 @@ pub enum Callback {
     DataReceived,
     /// `eof_received`.
     EofReceived,
+    /// `get_buffer` (buffered protocols).
+    GetBuffer,
+    /// `buffer_updated` (buffered protocols).
+    BufferUpdated,
     /// `pause_writing`.
     PauseWriting,
     /// `resume_writing`.
@@ -82,6 +93,8 @@ impl Callback {
             Self::ConnectionMade => "connection_made",
             Self::DataReceived => "data_received",
             Self::EofReceived => "eof_received",
+            Self::GetBuffer => "get_buffer",
+            Self::BufferUpdated => "buffer_updated",
             Self::PauseWriting => "pause_writing",
             Self::ResumeWriting => "resume_writing",
             Self::ConnectionLost => "connection_lost",
@@ -102,6 +115,7 @@ impl Error {
             Self::InvalidLimits { .. } => io::ErrorKind::InvalidInput,
             Self::WriteAfterEof => io::ErrorKind::BrokenPipe,
             Self::Unsupported { .. } => io::ErrorKind::Unsupported,
+            Self::EmptyBuffer => io::ErrorKind::InvalidInput,
             Self::ProtocolPanicked { .. } => io::ErrorKind::Other,
             Self::Cancelled => io::ErrorKind::ConnectionAborted,
             Self::Io(e) => e.kind(),
@@ -122,6 +136,7 @@ impl fmt::Display for Error {
             Self::ProtocolPanicked { callback, message } => {
                 write!(f, "protocol.{callback}() panicked: {message}")
             }
+            Self::EmptyBuffer => f.write_str("get_buffer() returned an empty buffer"),
             Self::Cancelled => f.write_str("connection task dropped before the connection ended"),
             Self::Io(_) => f.write_str("i/o error"),
         }

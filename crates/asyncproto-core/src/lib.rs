@@ -87,7 +87,7 @@ pub use bytes::Bytes;
 pub use crate::{
     error::{Callback, Error},
     extra_info::{ExtraInfo, TransportInfo},
-    protocol::{BaseProtocol, Protocol},
+    protocol::{BaseProtocol, Buffered, BufferedProtocol, Protocol, StreamProtocol},
     transport::Transport,
 };
 

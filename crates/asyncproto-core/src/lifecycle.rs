@@ -44,7 +44,7 @@ use crate::{
     error::{Callback, Error},
     extra_info::TransportInfo,
     flow::{FlowEvent, MAX_IOVECS},
-    protocol::Protocol,
+    protocol::{BufferReceiver, Receiver, StreamProtocol},
     transport::Transport,
 };
 
@@ -74,6 +74,14 @@ pub trait StreamIo {
     /// `WouldBlock` when nothing is ready; any other error is fatal to the
     /// connection (`Interrupted` is retried).
     fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Reads into `buf` (a [`BufferedProtocol`](crate::BufferedProtocol)'s
+    /// buffer), returning the count; `Ok(0)` means EOF.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read).
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize>;
 
     /// Writes from `bufs` in order, returning how many bytes were taken.
     /// `Ok(0)` with non-empty `bufs` is treated as a fatal
@@ -125,7 +133,7 @@ enum Phase {
 ///
 /// Users rarely touch it: the Tokio backend and
 /// [`MemoryTransport`](crate::testing::MemoryTransport) drive it.
-pub struct Connection<P: Protocol> {
+pub struct Connection<P: StreamProtocol> {
     transport: Transport,
     protocol: Option<P>,
     phase: Phase,
@@ -134,6 +142,9 @@ pub struct Connection<P: Protocol> {
     /// Data read while a concurrent `pause_reading()` landed: delivered after
     /// the resume.
     held: Option<Bytes>,
+    /// Bytes a buffered protocol's buffer received while a concurrent
+    /// `pause_reading()` landed: `buffer_updated` after the resume.
+    held_count: usize,
     /// EOF read while a concurrent `pause_reading()` landed.
     held_eof: bool,
     eof_sent: bool,
@@ -143,7 +154,7 @@ pub struct Connection<P: Protocol> {
     read_buf: BytesMut,
 }
 
-impl<P: Protocol> Connection<P> {
+impl<P: StreamProtocol> Connection<P> {
     /// A connection for `protocol` over a transport described by `info`.
     /// Nothing is delivered until [`start`](Self::start).
     pub fn new(protocol: P, info: TransportInfo) -> Self {
@@ -153,6 +164,7 @@ impl<P: Protocol> Connection<P> {
             phase: Phase::New,
             read_eof: false,
             held: None,
+            held_count: 0,
             held_eof: false,
             eof_sent: false,
             error: None,
@@ -241,6 +253,11 @@ impl<P: Protocol> Connection<P> {
                     self.deliver_data(data);
                     continue;
                 }
+                if self.held_count > 0 {
+                    let n = std::mem::take(&mut self.held_count);
+                    self.deliver_buffer_updated(n);
+                    continue;
+                }
                 if self.held_eof {
                     self.held_eof = false;
                     self.deliver_eof();
@@ -262,7 +279,13 @@ impl<P: Protocol> Connection<P> {
             if self.close_or_shutdown(io) {
                 return self.done();
             }
-            if !closing && !read_paused && !self.read_eof && self.held.is_none() && !self.held_eof {
+            if !closing
+                && !read_paused
+                && !self.read_eof
+                && self.held.is_none()
+                && self.held_count == 0
+                && !self.held_eof
+            {
                 if reads >= READS_PER_DRIVE {
                     self.transport.lock().running = false;
                     return Status::Yield;
@@ -416,6 +439,13 @@ impl<P: Protocol> Connection<P> {
 
     /// One read. Returns true if something happened (data, EOF or an error).
     fn read(&mut self, io: &mut impl StreamIo) -> bool {
+        let buffered = match self.protocol.as_mut() {
+            Some(p) => matches!(p.receiver(), Receiver::Buffer(_)),
+            None => return false,
+        };
+        if buffered {
+            return self.read_buffered(io);
+        }
         if self.read_buf.capacity() - self.read_buf.len() < MIN_READ_SIZE / 4 {
             self.read_buf = BytesMut::with_capacity(self.read_size);
         }
@@ -457,6 +487,74 @@ impl<P: Protocol> Connection<P> {
         }
     }
 
+    /// One read straight into a buffered protocol's buffer: `get_buffer`,
+    /// read, `buffer_updated(n)`.
+    // asyncio: selector_events._SelectorSocketTransport._read_ready__get_buffer
+    fn read_buffered(&mut self, io: &mut impl StreamIo) -> bool {
+        enum Outcome {
+            Empty,
+            Read(io::Result<usize>),
+        }
+        let Some(p) = self.protocol.as_mut() else {
+            return false;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let Receiver::Buffer(r) = p.receiver() else {
+                return Outcome::Read(Err(io::ErrorKind::WouldBlock.into()));
+            };
+            let buf = r.get_buffer(None);
+            if buf.is_empty() {
+                return Outcome::Empty;
+            }
+            loop {
+                match io.read_into(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    res => return Outcome::Read(res),
+                }
+            }
+        }));
+        match outcome {
+            Err(payload) => {
+                self.panicked(Callback::GetBuffer, payload.as_ref());
+                true
+            }
+            Ok(Outcome::Empty) => {
+                tracing::error!("get_buffer() returned an empty buffer; connection aborted");
+                self.fail(Error::EmptyBuffer);
+                true
+            }
+            Ok(Outcome::Read(Ok(0))) => {
+                if self.transport.lock().read_paused {
+                    self.held_eof = true;
+                } else {
+                    self.deliver_eof();
+                }
+                true
+            }
+            Ok(Outcome::Read(Ok(n))) => {
+                if self.transport.lock().read_paused {
+                    self.held_count = n;
+                } else {
+                    self.deliver_buffer_updated(n);
+                }
+                true
+            }
+            Ok(Outcome::Read(Err(e))) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Ok(Outcome::Read(Err(e))) => {
+                self.fail_io(e);
+                true
+            }
+        }
+    }
+
+    fn deliver_buffer_updated(&mut self, n: usize) {
+        self.call(Callback::BufferUpdated, |p| {
+            if let Receiver::Buffer(r) = p.receiver() {
+                r.buffer_updated(n);
+            }
+        });
+    }
+
     fn adapt_read_size(&mut self, n: usize, spare: usize) {
         if n >= spare {
             self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
@@ -467,7 +565,17 @@ impl<P: Protocol> Connection<P> {
 
     fn deliver_data(&mut self, data: Bytes) {
         debug_assert!(!data.is_empty());
-        self.call(Callback::DataReceived, |p| p.data_received(data));
+        let fed = self.call(Callback::DataReceived, |p| match p.receiver() {
+            Receiver::Data(r) => {
+                r.data_received(data);
+                Ok(())
+            }
+            Receiver::Buffer(r) => feed_buffered(r, &data),
+        });
+        if let Some(Err(e)) = fed {
+            tracing::error!(error = %e, "feeding a buffered protocol failed; connection aborted");
+            self.fail(e);
+        }
     }
 
     fn deliver_eof(&mut self) {
@@ -475,7 +583,11 @@ impl<P: Protocol> Connection<P> {
         tracing::debug!("eof received");
         // false closes (flush, FIN, connection_lost(None)); true keeps the
         // write side open; None means it panicked and the connection failed.
-        if self.call(Callback::EofReceived, |p| p.eof_received()) == Some(false) {
+        let keep_open = self.call(Callback::EofReceived, |p| match p.receiver() {
+            Receiver::Data(r) => r.eof_received(),
+            Receiver::Buffer(r) => r.eof_received(),
+        });
+        if keep_open == Some(false) {
             self.transport.close();
         }
     }
@@ -492,20 +604,24 @@ impl<P: Protocol> Connection<P> {
         match catch_unwind(AssertUnwindSafe(|| f(p))) {
             Ok(r) => Some(r),
             Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                tracing::error!(
-                    callback = callback.name(),
-                    panic = %message,
-                    "protocol callback panicked; connection aborted"
-                );
-                self.fail(Error::ProtocolPanicked { callback, message });
+                self.panicked(callback, payload.as_ref());
                 None
             }
         }
     }
+
+    fn panicked(&mut self, callback: Callback, payload: &(dyn Any + Send)) {
+        let message = panic_message(payload);
+        tracing::error!(
+            callback = callback.name(),
+            panic = %message,
+            "protocol callback panicked; connection aborted"
+        );
+        self.fail(Error::ProtocolPanicked { callback, message });
+    }
 }
 
-impl<P: Protocol> Drop for Connection<P> {
+impl<P: StreamProtocol> Drop for Connection<P> {
     /// A connection dropped while open (its task was cancelled, e.g. at
     /// runtime shutdown) still delivers `connection_lost(Some(Cancelled))`.
     fn drop(&mut self) {
@@ -518,7 +634,7 @@ impl<P: Protocol> Drop for Connection<P> {
     }
 }
 
-impl<P: Protocol> std::fmt::Debug for Connection<P> {
+impl<P: StreamProtocol> std::fmt::Debug for Connection<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("phase", &self.phase)
@@ -527,6 +643,27 @@ impl<P: Protocol> std::fmt::Debug for Connection<P> {
             .field("error", &self.error)
             .finish_non_exhaustive()
     }
+}
+
+/// Copies bytes that were already read into a buffered protocol's buffers,
+/// as many `get_buffer`/`buffer_updated` rounds as it takes.
+///
+/// # Errors
+///
+/// [`Error::EmptyBuffer`] if `get_buffer` returns an empty buffer.
+// asyncio: protocols._feed_data_to_buffered_proto
+pub fn feed_buffered(proto: &mut dyn BufferReceiver, mut data: &[u8]) -> Result<(), Error> {
+    while !data.is_empty() {
+        let buf = proto.get_buffer(Some(data.len()));
+        if buf.is_empty() {
+            return Err(Error::EmptyBuffer);
+        }
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        proto.buffer_updated(n);
+        data = &data[n..];
+    }
+    Ok(())
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -113,3 +113,170 @@ pub trait Protocol: BaseProtocol {
         false
     }
 }
+
+/// A streaming protocol that manages its own receive buffer (asyncio:
+/// `BufferedProtocol`): the transport reads straight into the buffer the
+/// protocol lends it, with no intermediate copy.
+///
+/// Run one by wrapping it in [`Buffered`] where a protocol is expected (e.g.
+/// `create_server(|| Buffered(MyProto::new()), ..)`).
+///
+/// # Examples
+///
+/// ```
+/// use asyncproto_core::testing::MemoryTransport;
+/// use asyncproto_core::{BaseProtocol, Buffered, BufferedProtocol};
+///
+/// /// Counts bytes through a fixed 4-byte buffer, allocated once.
+/// struct Count { buf: [u8; 4], total: usize, calls: Vec<usize> }
+///
+/// impl BaseProtocol for Count {}
+///
+/// impl BufferedProtocol for Count {
+///     fn get_buffer(&mut self, _sizehint: Option<usize>) -> &mut [u8] {
+///         &mut self.buf
+///     }
+///     fn buffer_updated(&mut self, nbytes: usize) {
+///         self.total += nbytes;
+///         self.calls.push(nbytes);
+///     }
+/// }
+///
+/// let mut t = MemoryTransport::new(Buffered(Count { buf: [0; 4], total: 0, calls: vec![] }));
+/// t.feed("0123456789");
+/// assert_eq!(t.protocol().0.calls, [4, 4, 2]); // asyncio's example, exactly
+/// ```
+pub trait BufferedProtocol: BaseProtocol {
+    /// Called to get the buffer the next read goes into.
+    ///
+    /// `sizehint` is how many bytes are expected, if the transport knows
+    /// (`None` is asyncio's `-1`: any size; sockets always pass `None`). The
+    /// returned buffer may be any non-empty size; an empty one is a fatal
+    /// [`Error::EmptyBuffer`] (asyncio: `RuntimeError('get_buffer() returned
+    /// an empty buffer')`). A `get_buffer` may go unanswered by a
+    /// `buffer_updated` if nothing was ready to read.
+    fn get_buffer(&mut self, sizehint: Option<usize>) -> &mut [u8];
+
+    /// Called after `nbytes` (never 0, at most the buffer's length) were
+    /// written into the buffer from the last [`get_buffer`](Self::get_buffer).
+    fn buffer_updated(&mut self, nbytes: usize);
+
+    /// As [`Protocol::eof_received`]: return `false` (the default) to close
+    /// the transport, `true` to keep it half-open.
+    fn eof_received(&mut self) -> bool {
+        false
+    }
+}
+
+/// Runs a [`BufferedProtocol`] where a stream protocol is expected.
+///
+/// `Buffered(p)` implements [`StreamProtocol`], so it can be given to
+/// `create_server`, `create_connection` and
+/// [`MemoryTransport`](crate::testing::MemoryTransport). The wrapped protocol
+/// is field `.0`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Buffered<P>(pub P);
+
+impl<P: BufferedProtocol> BaseProtocol for Buffered<P> {
+    fn connection_made(&mut self, transport: Transport) {
+        self.0.connection_made(transport);
+    }
+    fn connection_lost(&mut self, exc: Option<Error>) {
+        self.0.connection_lost(exc);
+    }
+    fn pause_writing(&mut self) {
+        self.0.pause_writing();
+    }
+    fn resume_writing(&mut self) {
+        self.0.resume_writing();
+    }
+}
+
+/// How a stream transport hands bytes to a protocol: the bound every stream
+/// entry point takes.
+///
+/// Implemented for every [`Protocol`] (bytes arrive as [`Bytes`] in
+/// `data_received`) and for [`Buffered`]`<P>` for every [`BufferedProtocol`]
+/// (bytes are read into the protocol's own buffer). There is nothing to
+/// implement by hand.
+pub trait StreamProtocol: BaseProtocol {
+    /// The receive path this protocol uses.
+    #[doc(hidden)]
+    fn receiver(&mut self) -> Receiver<'_>;
+}
+
+/// The receive path of a [`StreamProtocol`]; used by the connection state
+/// machine.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Receiver<'a> {
+    /// `data_received(Bytes)` and `eof_received`.
+    Data(&'a mut dyn DataReceiver),
+    /// `get_buffer`, `buffer_updated` and `eof_received`.
+    Buffer(&'a mut dyn BufferReceiver),
+}
+
+/// Object-safe view of a [`Protocol`]'s receive callbacks.
+#[doc(hidden)]
+pub trait DataReceiver {
+    /// `data_received`.
+    fn data_received(&mut self, data: Bytes);
+    /// `eof_received`.
+    fn eof_received(&mut self) -> bool;
+}
+
+/// Object-safe view of a [`BufferedProtocol`]'s receive callbacks.
+#[doc(hidden)]
+pub trait BufferReceiver {
+    /// `get_buffer`.
+    fn get_buffer(&mut self, sizehint: Option<usize>) -> &mut [u8];
+    /// `buffer_updated`.
+    fn buffer_updated(&mut self, nbytes: usize);
+    /// `eof_received`.
+    fn eof_received(&mut self) -> bool;
+}
+
+impl std::fmt::Debug for dyn DataReceiver + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataReceiver")
+    }
+}
+
+impl std::fmt::Debug for dyn BufferReceiver + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BufferReceiver")
+    }
+}
+
+impl<P: Protocol> DataReceiver for P {
+    fn data_received(&mut self, data: Bytes) {
+        Protocol::data_received(self, data);
+    }
+    fn eof_received(&mut self) -> bool {
+        Protocol::eof_received(self)
+    }
+}
+
+impl<P: BufferedProtocol> BufferReceiver for P {
+    fn get_buffer(&mut self, sizehint: Option<usize>) -> &mut [u8] {
+        BufferedProtocol::get_buffer(self, sizehint)
+    }
+    fn buffer_updated(&mut self, nbytes: usize) {
+        BufferedProtocol::buffer_updated(self, nbytes);
+    }
+    fn eof_received(&mut self) -> bool {
+        BufferedProtocol::eof_received(self)
+    }
+}
+
+impl<P: Protocol> StreamProtocol for P {
+    fn receiver(&mut self) -> Receiver<'_> {
+        Receiver::Data(self)
+    }
+}
+
+impl<P: BufferedProtocol> StreamProtocol for Buffered<P> {
+    fn receiver(&mut self) -> Receiver<'_> {
+        Receiver::Buffer(&mut self.0)
+    }
+}

@@ -35,7 +35,7 @@ use crate::{
     error::Error,
     extra_info::TransportInfo,
     lifecycle::{Connection, Status, StreamIo},
-    protocol::{BaseProtocol, Protocol},
+    protocol::{BaseProtocol, Protocol, StreamProtocol},
     transport::Transport,
 };
 
@@ -90,6 +90,22 @@ impl StreamIo for MemoryIo {
         }
     }
 
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.incoming.pop_front() {
+            None => Err(io::ErrorKind::WouldBlock.into()),
+            Some(Incoming::Eof) => Ok(0),
+            Some(Incoming::Error(e)) => Err(e),
+            Some(Incoming::Data(mut data)) => {
+                if data.len() > buf.len() {
+                    let rest = data.split_off(buf.len());
+                    self.incoming.push_front(Incoming::Data(rest));
+                }
+                buf[..data.len()].copy_from_slice(&data);
+                Ok(data.len())
+            }
+        }
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.write_calls += 1;
         let mut budget = match self.mode {
@@ -133,14 +149,14 @@ impl StreamIo for MemoryIo {
 /// block, so callbacks have happened when it returns. Operations made through
 /// the [`Transport`] handle from outside a callback take effect at the next
 /// such method, or at [`run`](Self::run).
-pub struct MemoryTransport<P: Protocol> {
+pub struct MemoryTransport<P: StreamProtocol> {
     conn: Connection<P>,
     io: MemoryIo,
     finished: Option<P>,
     done: bool,
 }
 
-impl<P: Protocol> MemoryTransport<P> {
+impl<P: StreamProtocol> MemoryTransport<P> {
     /// Creates the transport and delivers `connection_made`.
     pub fn new(protocol: P) -> Self {
         Self::with_info(
@@ -291,7 +307,7 @@ impl<P: Protocol> MemoryTransport<P> {
     }
 }
 
-impl<P: Protocol> fmt::Debug for MemoryTransport<P> {
+impl<P: StreamProtocol> fmt::Debug for MemoryTransport<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryTransport")
             .field("conn", &self.conn)

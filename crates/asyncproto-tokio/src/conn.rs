@@ -15,7 +15,7 @@ use std::{
 };
 
 use asyncproto_core::{
-    Protocol,
+    StreamProtocol,
     lifecycle::{Connection, Status, StreamIo},
 };
 use bytes::BytesMut;
@@ -26,6 +26,7 @@ use crate::error::Error;
 /// A socket as the per-connection task polls it.
 pub(crate) trait PollIo: Send + 'static {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
     fn poll_write_vectored(
         &mut self,
         cx: &mut Context<'_>,
@@ -51,6 +52,10 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
         would_block(self.io.poll_read(self.cx, buf))
     }
 
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        would_block(self.io.poll_read_into(self.cx, buf))
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         would_block(self.io.poll_write_vectored(self.cx, bufs))
     }
@@ -65,7 +70,7 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
 ///
 /// If this future is dropped early (runtime shutdown), the connection still
 /// delivers `connection_lost(Some(Cancelled))`.
-pub(crate) async fn run<P: Protocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
+pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
     let mut io = Some(io);
     poll_fn(|cx| {
         let Some(t) = io.as_mut() else {

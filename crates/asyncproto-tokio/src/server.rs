@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use asyncproto_core::{Protocol, Transport};
+use asyncproto_core::{StreamProtocol, Transport};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::{
     net::{TcpListener, TcpStream, ToSocketAddrs, lookup_host},
@@ -189,7 +189,7 @@ pub async fn create_server<P, F>(
     options: ServerOptions,
 ) -> Result<Server, Error>
 where
-    P: Protocol,
+    P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
 {
     let mut addrs: Vec<SocketAddr> = Vec::new();
@@ -462,7 +462,7 @@ async fn accept_loop<P, F>(
     factory: Arc<F>,
     (nodelay, keepalive): (bool, Option<Duration>),
 ) where
-    P: Protocol,
+    P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
 {
     loop {
@@ -512,7 +512,7 @@ fn spawn_connection<P, F>(
     nodelay: bool,
     keepalive: Option<Duration>,
 ) where
-    P: Protocol,
+    P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
 {
     let span = conn_span(Some(peer), "server");

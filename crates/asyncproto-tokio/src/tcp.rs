@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use asyncproto_core::{Protocol, Transport, TransportInfo, lifecycle::Connection};
+use asyncproto_core::{StreamProtocol, Transport, TransportInfo, lifecycle::Connection};
 use bytes::BytesMut;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
@@ -129,7 +129,7 @@ pub async fn create_connection<P, F>(
     options: ConnectOptions,
 ) -> Result<(Transport, ProtocolHandle<P>), Error>
 where
-    P: Protocol,
+    P: StreamProtocol,
     F: FnOnce() -> P,
 {
     let addrs: Vec<SocketAddr> = lookup_host(addr).await?.collect();
@@ -180,7 +180,7 @@ async fn connect_one(
 
 /// Builds the connection for a connected stream, delivers `connection_made`
 /// on the caller's task, and spawns the connection task.
-pub(crate) fn establish<P: Protocol>(
+pub(crate) fn establish<P: StreamProtocol>(
     protocol: P,
     stream: TcpStream,
     nodelay: bool,
@@ -217,7 +217,7 @@ pub(crate) fn conn_span(peer: Option<SocketAddr>, side: &'static str) -> tracing
 }
 
 /// Sets the socket options and wraps the stream for the connection task.
-pub(crate) fn tcp_connection<P: Protocol>(
+pub(crate) fn tcp_connection<P: StreamProtocol>(
     protocol: P,
     stream: TcpStream,
     peer: Option<SocketAddr>,
@@ -257,6 +257,16 @@ impl PollIo for TcpIo {
         loop {
             ready!(self.0.poll_read_ready(cx))?;
             match self.0.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                res => return Poll::Ready(res),
+            }
+        }
+    }
+
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 res => return Poll::Ready(res),
             }

@@ -85,8 +85,8 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub use asyncproto_core::{
-    BaseProtocol, Bytes, Callback, Error, ExtraInfo, Protocol, Transport, TransportInfo,
-    extra_info, flow, lifecycle, testing,
+    BaseProtocol, Buffered, BufferedProtocol, Bytes, Callback, Error, ExtraInfo, Protocol,
+    StreamProtocol, Transport, TransportInfo, extra_info, flow, lifecycle, testing,
 };
 /// Errors from `create_server`, `create_connection` and the [`Server`]
 /// (the backend's [`asyncproto_tokio::Error`]).
