@@ -135,7 +135,11 @@ enum Phase {
 /// [`MemoryTransport`](crate::testing::MemoryTransport) drive it.
 pub struct Connection<P: StreamProtocol> {
     transport: Transport,
+    /// The protocol the connection was made with; handed back by `finish`.
     protocol: Option<P>,
+    /// The protocol set by `Transport::set_protocol`, which gets the
+    /// callbacks from the switch on; the original gets none after it.
+    switched: Option<Box<dyn StreamProtocol>>,
     phase: Phase,
     /// EOF was delivered (or taken as delivered): nothing more is read.
     read_eof: bool,
@@ -161,6 +165,7 @@ impl<P: StreamProtocol> Connection<P> {
         Self {
             transport: Transport::new(info),
             protocol: Some(protocol),
+            switched: None,
             phase: Phase::New,
             read_eof: false,
             held: None,
@@ -185,8 +190,10 @@ impl<P: StreamProtocol> Connection<P> {
         &self.transport
     }
 
-    /// The protocol, unless it was dropped after panicking in
-    /// `connection_lost` or handed back by [`finish`](Self::finish).
+    /// The protocol the connection was made with, unless it was dropped after
+    /// panicking in `connection_lost` or handed back by
+    /// [`finish`](Self::finish). After [`Transport::set_protocol`] it is
+    /// detached (it gets no more callbacks) but still here.
     pub fn protocol(&self) -> Option<&P> {
         self.protocol.as_ref()
     }
@@ -240,11 +247,19 @@ impl<P: StreamProtocol> Connection<P> {
         }
         let mut reads = 0;
         loop {
-            let (aborted, closing, read_paused) = {
+            let (aborted, closing, read_paused, switch) = {
                 let mut st = self.transport.lock();
                 st.dirty = false;
-                (st.aborted, st.closing, st.read_paused)
+                (
+                    st.aborted,
+                    st.closing,
+                    st.read_paused,
+                    st.pending_protocol.take(),
+                )
             };
+            if let Some(new) = switch {
+                self.switch_protocol(new);
+            }
             if aborted {
                 return self.done();
             }
@@ -324,6 +339,10 @@ impl<P: StreamProtocol> Connection<P> {
             Phase::Done => {}
         }
         self.phase = Phase::Finished;
+        let switch = self.transport.lock().pending_protocol.take();
+        if let Some(new) = switch {
+            self.switch_protocol(new);
+        }
         let exc = self.error.take();
         match &exc {
             None => tracing::debug!("connection lost"),
@@ -333,8 +352,13 @@ impl<P: StreamProtocol> Connection<P> {
             .call(Callback::ConnectionLost, |p| p.connection_lost(exc))
             .is_none()
         {
-            self.protocol = None;
+            // It panicked in connection_lost: drop it (the switched-to one,
+            // or the original if there was no switch).
+            if self.switched.take().is_none() {
+                self.protocol = None;
+            }
         }
+        self.switched = None;
         self.protocol.take()
     }
 
@@ -439,7 +463,7 @@ impl<P: StreamProtocol> Connection<P> {
 
     /// One read. Returns true if something happened (data, EOF or an error).
     fn read(&mut self, io: &mut impl StreamIo) -> bool {
-        let buffered = match self.protocol.as_mut() {
+        let buffered = match self.current() {
             Some(p) => matches!(p.receiver(), Receiver::Buffer(_)),
             None => return false,
         };
@@ -495,7 +519,7 @@ impl<P: StreamProtocol> Connection<P> {
             Empty,
             Read(io::Result<usize>),
         }
-        let Some(p) = self.protocol.as_mut() else {
+        let Some(p) = self.current() else {
             return false;
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -599,8 +623,12 @@ impl<P: StreamProtocol> Connection<P> {
 
     /// Runs one callback, catching a panic: the connection is then aborted
     /// with [`Error::ProtocolPanicked`] and `None` returned.
-    fn call<R>(&mut self, callback: Callback, f: impl FnOnce(&mut P) -> R) -> Option<R> {
-        let p = self.protocol.as_mut()?;
+    fn call<R>(
+        &mut self,
+        callback: Callback,
+        f: impl FnOnce(&mut dyn StreamProtocol) -> R,
+    ) -> Option<R> {
+        let p = self.current()?;
         match catch_unwind(AssertUnwindSafe(|| f(p))) {
             Ok(r) => Some(r),
             Err(payload) => {
@@ -608,6 +636,29 @@ impl<P: StreamProtocol> Connection<P> {
                 None
             }
         }
+    }
+
+    /// The protocol that gets the callbacks: the switched-to one, or the
+    /// original.
+    fn current(&mut self) -> Option<&mut dyn StreamProtocol> {
+        match &mut self.switched {
+            Some(p) => Some(p.as_mut()),
+            None => self.protocol.as_mut().map(|p| p as &mut dyn StreamProtocol),
+        }
+    }
+
+    /// Applies a `set_protocol`: from here on `new` gets every callback.
+    ///
+    /// Bytes a buffered protocol's buffer already holds (read while a
+    /// cross-thread pause landed) belong to it: it gets their
+    /// `buffer_updated` first. Held `Bytes` go to the new protocol.
+    fn switch_protocol(&mut self, new: Box<dyn StreamProtocol>) {
+        if self.held_count > 0 {
+            let n = std::mem::take(&mut self.held_count);
+            self.deliver_buffer_updated(n);
+        }
+        tracing::debug!("protocol switched");
+        self.switched = Some(new);
     }
 
     fn panicked(&mut self, callback: Callback, payload: &(dyn Any + Send)) {

@@ -16,6 +16,7 @@ use crate::{
     error::Error,
     extra_info::{self, ExtraInfo, TransportInfo},
     flow::WriteBuffer,
+    protocol::StreamProtocol,
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -68,6 +69,9 @@ pub(crate) struct State {
     /// The task is inside its poll: it checks `dirty` before parking.
     pub(crate) running: bool,
     pub(crate) waker: Option<Waker>,
+    /// Set by `set_protocol`; the state machine switches to it when the
+    /// current callback has returned.
+    pub(crate) pending_protocol: Option<Box<dyn StreamProtocol>>,
     #[cfg(unix)]
     // A std Arc whatever the cfg: lent by the backend through a public
     // signature, it carries no synchronisation of ours.
@@ -89,6 +93,7 @@ impl Transport {
                     dirty: false,
                     running: false,
                     waker: None,
+                    pending_protocol: None,
                     #[cfg(unix)]
                     socket: None,
                 }),
@@ -312,6 +317,46 @@ impl Transport {
         st.buf.set_limits(high, low)?;
         Self::notify(&mut st);
         Ok(())
+    }
+
+    /// Hands the connection to another protocol (asyncio: `set_protocol`).
+    ///
+    /// The switch takes effect when the current callback returns (or, called
+    /// from outside a callback, before the next callback), and the new
+    /// protocol gets every callback from then on — but no `connection_made`,
+    /// as in asyncio: give it the transport when you build it. It may be of
+    /// the other kind ([`Buffered`](crate::Buffered) or a data
+    /// [`Protocol`](crate::Protocol)); each read uses the current protocol's
+    /// kind. The original protocol gets no more callbacks; a client's
+    /// `ProtocolHandle` still resolves to it after `connection_lost`.
+    ///
+    /// Bytes the old protocol already received are its own: if a chunk holds
+    /// both the switch command and data for the new protocol, hand the rest
+    /// over yourself (e.g. call the new protocol's `data_received` with it
+    /// before passing it here). Bytes the transport has read but not yet
+    /// delivered go to the new protocol. A later `set_protocol` before the
+    /// switch took effect replaces this one.
+    ///
+    /// asyncio's `get_protocol()` has no counterpart: the protocol is owned by
+    /// the connection's task (inside a callback you *are* the protocol).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use asyncproto_core::testing::{Event, MemoryTransport, Recorder};
+    ///
+    /// let mut t = MemoryTransport::new(Recorder::default());
+    /// let next = Recorder::default();
+    /// let log = next.log();
+    /// t.transport().set_protocol(next);
+    /// t.feed("for the new one");
+    /// assert_eq!(*log.lock().unwrap(), [Event::Data("for the new one".into())]);
+    /// assert_eq!(t.protocol().events(), [Event::Made]);
+    /// ```
+    pub fn set_protocol(&self, protocol: impl StreamProtocol) {
+        let mut st = self.lock();
+        st.pending_protocol = Some(Box::new(protocol));
+        Self::notify(&mut st);
     }
 
     /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"`,
