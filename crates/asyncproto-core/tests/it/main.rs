@@ -11,4 +11,5 @@ mod cpython;
 mod gaps;
 mod model;
 mod support;
+mod switch;
 mod uvloop;
