@@ -7,6 +7,7 @@
 //! The rows come from `cpython-test-port.md` ("Core state machine" and "Flow
 //! control"); rows that need real sockets live in asyncproto-tokio.
 
+mod buffered;
 mod cpython;
 mod gaps;
 mod model;

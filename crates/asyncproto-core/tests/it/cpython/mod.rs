@@ -3,4 +3,5 @@
 
 mod test_protocols;
 mod test_selector_events;
+mod test_sslproto;
 mod test_transports;

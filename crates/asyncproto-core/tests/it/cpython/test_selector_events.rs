@@ -1036,3 +1036,6 @@ mod selector_socket_transport_tests {
         assert_quiet(&mut t);
     }
 }
+
+#[path = "test_selector_events_buffered.rs"]
+mod selector_socket_transport_buffered_protocol_tests;
