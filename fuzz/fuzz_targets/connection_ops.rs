@@ -187,8 +187,11 @@ struct Model {
     /// Every byte accepted into the write buffer, in order, minus what an
     /// abort or a failure discarded.
     accepted: Vec<u8>,
-    /// Bytes the peer received and the test took with `take_written`.
-    taken: Vec<u8>,
+    /// How many bytes the peer received that the test took with
+    /// `take_written` (already checked against `accepted`).
+    taken: usize,
+    /// How many of the peer's bytes were checked against `accepted`.
+    peer_checked: usize,
     eof_requested: bool,
     read_paused: bool,
     aborted: bool,
@@ -196,8 +199,9 @@ struct Model {
     fed: Vec<u8>,
     /// How much of `fed` came before the first EOF or read error queued.
     fed_before_end: Option<usize>,
-    /// Data delivered to `data_received`, in order.
-    delivered: Vec<u8>,
+    /// How much data was delivered to `data_received` (checked against
+    /// `fed` as it comes).
+    delivered: usize,
     limits: (usize, usize),
 }
 
@@ -320,11 +324,12 @@ fn hook(model: Shared, r: Reactions) -> impl FnMut(&Event, &Transport) + Send + 
                 assert!(!d.is_empty(), "data_received with empty data");
                 assert!(!m.read_paused, "data_received while reading is paused");
                 assert!(!t.is_closing(), "data_received while closing");
-                m.delivered.extend_from_slice(d);
+                let at = m.delivered;
                 assert!(
-                    m.fed.starts_with(&m.delivered),
+                    m.fed.get(at..at + d.len()) == Some(&d[..]),
                     "delivered data is not a prefix of what the peer fed"
                 );
+                m.delivered += d.len();
                 match r.on_data {
                     DataReaction::Nothing => {}
                     DataReaction::Echo => write(t, &mut m, d.clone()),
@@ -352,8 +357,7 @@ fn hook(model: Shared, r: Reactions) -> impl FnMut(&Event, &Transport) + Send + 
                 assert!(!t.is_closing(), "eof_received while closing");
                 let end = m.fed_before_end.expect("EOF delivered before one was fed");
                 assert_eq!(
-                    m.delivered.len(),
-                    end,
+                    m.delivered, end,
                     "EOF delivered before all the data fed before it"
                 );
                 match r.on_eof {
@@ -441,10 +445,9 @@ impl Order {
     }
 }
 
-fn peer(t: &MemoryTransport<Recorder>, m: &Model) -> Vec<u8> {
-    let mut p = m.taken.clone();
-    p.extend_from_slice(t.written());
-    p
+/// How many bytes the peer received in all.
+fn peer_len(t: &MemoryTransport<Recorder>, m: &Model) -> usize {
+    m.taken + t.written().len()
 }
 
 /// Checks after an operation (outside any callback). `ran` is true when the
@@ -453,13 +456,16 @@ fn check_after(t: &MemoryTransport<Recorder>, model: &Shared, order: &mut Order,
     let events = t.protocol().events();
     order.check(&events);
     let mut m = lock(model);
-    let peer = peer(t, &m);
+    // The peer's bytes are a prefix of the accepted ones. Checked as they
+    // come: what arrived since the last check is at the end of `written()`.
+    let peer = peer_len(t, &m);
+    let new = &t.written()[m.peer_checked - m.taken..];
     assert!(
-        m.accepted.starts_with(&peer),
-        "peer got {} B that are not a prefix of the {} B accepted",
-        peer.len(),
+        m.accepted.get(m.peer_checked..peer) == Some(new),
+        "peer got {peer} B that are not a prefix of the {} B accepted",
         m.accepted.len()
     );
+    m.peer_checked = peer;
     let tr = t.transport();
     let size = tr.get_write_buffer_size();
     if t.is_closed() {
@@ -471,22 +477,22 @@ fn check_after(t: &MemoryTransport<Recorder>, model: &Shared, order: &mut Order,
         let graceful = matches!(events.last(), Some(Event::Lost(None))) && !m.aborted;
         if graceful {
             assert_eq!(
-                peer.len(),
+                peer,
                 m.accepted.len(),
                 "graceful close did not deliver every accepted byte"
             );
         }
-        m.accepted.truncate(peer.len());
+        m.accepted.truncate(peer);
         return;
     }
     assert!(!order.lost, "connection_lost before the transport closed");
     if m.aborted {
         assert_eq!(size, 0, "buffer after abort");
-        m.accepted.truncate(peer.len());
+        m.accepted.truncate(peer);
     } else {
         assert_eq!(
             size,
-            m.accepted.len() - peer.len(),
+            m.accepted.len() - peer,
             "write buffer size != accepted - received"
         );
     }
@@ -591,7 +597,7 @@ fuzz_target!(|input: Input| {
             }
             Op::Abort => {
                 let mut m = lock(&model);
-                let n = peer(&t, &m).len();
+                let n = peer_len(&t, &m);
                 abort(&tr, &mut m, Some(n));
                 false
             }
@@ -621,7 +627,8 @@ fuzz_target!(|input: Input| {
             }
             Op::TakeWritten => {
                 let taken = t.take_written();
-                lock(&model).taken.extend_from_slice(&taken);
+                // Already checked by the previous `check_after`.
+                lock(&model).taken += taken.len();
                 false
             }
         };
