@@ -15,11 +15,12 @@ use std::{
 };
 
 use asyncproto_core::{
-    StreamProtocol,
+    StreamProtocol, Transport,
     lifecycle::{Connection, Status, StreamIo},
 };
 use bytes::BytesMut;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::error::Error;
 
@@ -92,6 +93,39 @@ pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, i
     // by the time the protocol hears of it.
     drop(io.take());
     conn.finish()
+}
+
+/// Delivers `connection_made` on the caller's task (inside `span`), then
+/// spawns the connection task running [`run`] over `io`, instrumented with
+/// `span`.
+///
+/// If `connection_made` panicked, `io` is closed first, then
+/// `connection_lost(Some(ProtocolPanicked))` is delivered, and the panic comes
+/// back as [`Error::Protocol`]; no task is spawned.
+pub(crate) fn spawn_connection<P: StreamProtocol, T: PollIo>(
+    mut conn: Connection<P>,
+    io: T,
+    span: tracing::Span,
+) -> Result<(Transport, ProtocolHandle<P>), Error> {
+    let started = span.in_scope(|| conn.start());
+    if !started {
+        let err = match conn.error() {
+            Some(asyncproto_core::Error::ProtocolPanicked { callback, message }) => {
+                asyncproto_core::Error::ProtocolPanicked {
+                    callback: *callback,
+                    message: message.clone(),
+                }
+            }
+            _ => asyncproto_core::Error::Cancelled,
+        };
+        // Close the socket before connection_lost, as `run` does.
+        drop(io);
+        span.in_scope(|| drop(conn.finish()));
+        return Err(Error::Protocol(err));
+    }
+    let transport = conn.transport().clone();
+    let join = tokio::spawn(run(conn, io).instrument(span));
+    Ok((transport, ProtocolHandle { join }))
 }
 
 /// Resolves to the protocol once its connection has ended

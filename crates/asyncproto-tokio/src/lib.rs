@@ -42,6 +42,7 @@
 mod conn;
 mod error;
 mod server;
+mod stream;
 mod tcp;
 
 pub use crate::{
@@ -49,4 +50,7 @@ pub use crate::{
     error::Error,
     server::{ACCEPT_RETRY_DELAY, Server, ServerOptions, create_server},
     tcp::{ConnectOptions, create_connection},
+};
+pub use crate::stream::{
+    ConnectedSocket, connect_accepted_socket, connect_stream, create_connection_with_sock,
 };
