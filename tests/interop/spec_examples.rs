@@ -131,3 +131,24 @@ fn rust_client_with_write_eof_against_persistent_echo_server() {
     let out = client_output(client, &server, MESSAGE);
     assert_eq!(out, expected_lines(MESSAGE));
 }
+
+#[test]
+fn socketpair_demo_prints_received_abc_and_exits_0_five_times() {
+    // The spec's "Connecting Existing Sockets" example, on a socketpair.
+    for run in 0..5 {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_socketpair_demo"));
+        cmd.env("RUST_LOG", "warn");
+        let out = run_with_deadline(cmd, Duration::from_secs(5));
+        assert!(
+            out.status.success(),
+            "run {run}: {:?}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Received: abc\n",
+            "run {run}"
+        );
+    }
+}
