@@ -13,6 +13,7 @@ mod handle;
 mod lifecycle;
 mod panics;
 mod server;
+mod sockets;
 mod stress;
 mod support;
 mod uvloop;

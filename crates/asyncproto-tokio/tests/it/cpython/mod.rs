@@ -5,3 +5,5 @@ mod test_base_events;
 mod test_events;
 mod test_selector_events;
 mod test_server;
+mod test_sock_lowlevel;
+mod test_ssl;

@@ -123,4 +123,63 @@ mod epoll_event_loop_tests {
         })
         .await;
     }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_connect_accepted_socket`.
+    ///
+    /// As upstream, a blocking client in a thread connects to a plain
+    /// listener; the accepted std socket goes to `connect_accepted_socket`.
+    /// `MyBaseProto`'s states are the exact callback sequence (CONNECTED,
+    /// 9 bytes, EOF, CLOSED). The blocking `accept` runs on the blocking pool.
+    #[tokio::test]
+    async fn test_connect_accepted_socket() {
+        use std::io::{Read as _, Write as _};
+
+        use asyncproto_core::testing::Event::{Data, Eof, Lost, Made};
+        use asyncproto_tokio::connect_accepted_socket;
+
+        use crate::support::tap;
+
+        within(10, async {
+            let lsock = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = lsock.local_addr().expect("local_addr");
+            let message = b"test data";
+            let client = std::thread::spawn(move || {
+                let mut csock = std::net::TcpStream::connect(addr).expect("connect");
+                csock.write_all(message).expect("sendall");
+                let mut response = [0; 99];
+                let n = csock.read(&mut response).expect("recv");
+                // csock closes as the thread ends.
+                response[..n].to_vec()
+            });
+            let conn = tokio::task::spawn_blocking(move || lsock.accept())
+                .await
+                .expect("accept task")
+                .expect("accept")
+                .0;
+            // MyProto: writes b'roger' on every data_received.
+            let (proto, mut probe) = tap(Recorder::default().on_event(|e, t| {
+                if matches!(e, Data(_)) {
+                    t.write("roger").expect("write");
+                }
+            }));
+            let (tr, done) = connect_accepted_socket(move || proto, conn, ConnectOptions::new())
+                .await
+                .expect("connect_accepted_socket");
+            assert_eq!(probe.next().await, Made);
+            // state CONNECTED → EOF → CLOSED; nbytes == len(message).
+            assert_eq!(
+                probe.until_lost().await,
+                [Data(message[..].into()), Eof, Lost(None)]
+            );
+            let response = tokio::task::spawn_blocking(move || client.join())
+                .await
+                .expect("join task")
+                .expect("client thread");
+            assert_eq!(response, b"roger");
+            tr.close();
+            drop(done.await.expect("protocol"));
+        })
+        .await;
+    }
 }
