@@ -49,8 +49,8 @@ pub use crate::{
     conn::ProtocolHandle,
     error::Error,
     server::{ACCEPT_RETRY_DELAY, Server, ServerOptions, create_server},
+    stream::{
+        ConnectedSocket, connect_accepted_socket, connect_stream, create_connection_with_sock,
+    },
     tcp::{ConnectOptions, create_connection},
-};
-pub use crate::stream::{
-    ConnectedSocket, connect_accepted_socket, connect_stream, create_connection_with_sock,
 };
