@@ -5,6 +5,7 @@
 //! sleeps. Ports of CPython and uvloop tests keep their upstream names under
 //! `cpython::` and `uvloop::` (see `cpython-test-port.md`).
 
+mod buffered;
 mod client;
 mod cpython;
 mod faults;

@@ -208,15 +208,23 @@ mod test_aio_tcp {
 }
 
 mod test_uv_tcp {
+    use std::io;
+
     use asyncproto_core::{
-        Error as CoreError, ExtraInfo,
+        Callback, Error as CoreError, ExtraInfo,
         testing::{Event, Recorder},
     };
     use asyncproto_tokio::{ConnectOptions, ServerOptions, create_connection, create_server};
     use socket2::SockRef;
-    use tokio::sync::mpsc;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        sync::mpsc,
+    };
 
-    use crate::support::{raw_listener, read_to_end, tap, tapped_factory, within};
+    use crate::{
+        buffered::{BufRec, Ev, Fault, buffered_server},
+        support::{raw_connect, raw_listener, read_to_end, tap, tapped_factory, within},
+    };
 
     /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_tcp_handle_abort_in_connection_made`
     /// (uvloop only; asyncio's `_force_close` gives the same result).
@@ -418,8 +426,124 @@ mod test_uv_tcp {
         drop(done.await.expect("protocol"));
     }
 
+    /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_create_server_buffered_1`
+    /// (uvloop only; asyncio behaves the same).
+    ///
+    /// - The server's `Proto` is `Buffered(BufRec)` lending one 50-byte
+    ///   buffer; upstream's `fut` is the report its `connection_lost` sends.
+    /// - `sock_recv(s, 100)` returning `hello` is `read_exact` of 5 bytes.
+    async fn test_create_server_buffered_1() {
+        const SIZE: usize = 123_123;
+        let (srv, mut reports) = buffered_server(|tx| {
+            BufRec::reporting_to(50, tx).on_data(|recvd, tr| {
+                if recvd.len() == SIZE && recvd.iter().all(|&b| b == b'a') {
+                    tr.write("hello").expect("write");
+                }
+            })
+        })
+        .await;
+        let port = srv.local_addrs()[0];
+
+        {
+            let mut s = raw_connect(port, None).await;
+            s.write_all(&[b'a'; SIZE]).await.expect("sock_sendall");
+            let mut d = [0u8; 5];
+            s.read_exact(&mut d).await.expect("sock_recv");
+            assert_eq!(&d, b"hello");
+        }
+
+        let report = reports.recv().await.expect("fut");
+        srv.close();
+        srv.wait_closed().await;
+        assert_eq!(report.calls(), [Ev::Made, Ev::Eof, Ev::Lost(None)], "eof");
+        assert!(report.error.is_none());
+        assert_eq!(report.data.len(), SIZE);
+        assert!(report.updates().iter().all(|&n| n <= 50));
+    }
+
+    /// Port of uvloop `tests/test_tcp.py::Test_UV_TCP::test_create_server_buffered_2`
+    /// (uvloop only).
+    ///
+    /// - `ProtoExc` (`1 / 0` in `get_buffer`) and `ProtoUpdatedError`
+    ///   (`RuntimeError('oups')` in `buffer_updated`) panic instead:
+    ///   `connection_lost` gets `Error::ProtocolPanicked` naming the callback.
+    /// - `ProtoZeroBuf1` and `ProtoZeroBuf2` (an empty `bytearray` or
+    ///   `memoryview`) are one case, an empty slice: the typed
+    ///   `Error::EmptyBuffer` where uvloop raises `RuntimeError`.
+    /// - "The peer sees the connection aborted" is: its read ends with EOF or
+    ///   a reset, never data (its one-byte send may already fail with a
+    ///   reset or broken pipe when the buffer was asked for, and failed,
+    ///   before it arrived: asyncproto asks for the buffer before the
+    ///   socket is readable).
+    async fn test_create_server_buffered_2() {
+        for fault in [
+            Fault::PanicInGetBuffer,
+            Fault::EmptyBuffer,
+            Fault::PanicInBufferUpdated,
+        ] {
+            let (srv, mut reports) =
+                buffered_server(move |tx| BufRec::reporting_to(100, tx).fault(fault)).await;
+            let port = srv.local_addrs()[0];
+
+            let mut s = raw_connect(port, None).await;
+            let aborted = match s.write_all(b"a").await {
+                Err(e) => is_abort(&e),
+                Ok(()) => {
+                    let mut d = [0u8; 100];
+                    match s.read(&mut d).await {
+                        Ok(0) => true,
+                        Ok(n) => panic!("{fault:?}: got {:?}", &d[..n]),
+                        Err(e) => is_abort(&e),
+                    }
+                }
+            };
+            assert!(aborted, "{fault:?}: server didn't abort the connection");
+            drop(s);
+
+            let report = reports.recv().await.expect("connection_lost() was called");
+            srv.close();
+            srv.wait_closed().await;
+            match (fault, &report.error) {
+                (
+                    Fault::PanicInGetBuffer,
+                    Some(CoreError::ProtocolPanicked {
+                        callback: Callback::GetBuffer,
+                        message,
+                    }),
+                ) => assert_eq!(message, "ZeroDivisionError"),
+                (Fault::EmptyBuffer, Some(e @ CoreError::EmptyBuffer)) => {
+                    assert!(e.to_string().contains("empty buffer"), "{e}");
+                }
+                (
+                    Fault::PanicInBufferUpdated,
+                    Some(CoreError::ProtocolPanicked {
+                        callback: Callback::BufferUpdated,
+                        message,
+                    }),
+                ) => assert_eq!(message, "oups"),
+                (fault, other) => panic!("{fault:?}: connection_lost({other:?})"),
+            }
+            let kind = report.error.as_ref().map(CoreError::kind);
+            let want: &[Ev] = match fault {
+                Fault::PanicInBufferUpdated => &[Ev::Made, Ev::Updated(1), Ev::Lost(kind)],
+                _ => &[Ev::Made, Ev::Lost(kind)],
+            };
+            assert_eq!(report.events, want, "{fault:?}");
+            assert!(report.data.is_empty(), "{fault:?}");
+        }
+    }
+
+    fn is_abort(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
+    }
+
     crate::support::on_both_runtimes!(10;
         test_tcp_handle_abort_in_connection_made,
         test_flowcontrol_mixin_set_write_limits,
+        test_create_server_buffered_1,
+        test_create_server_buffered_2,
     );
 }
