@@ -55,6 +55,16 @@ use crate::transport::SocketLike;
 pub const MIN_READ_SIZE: usize = 4 * 1024;
 /// The largest read buffer (bytes): asyncio's `max_size`, 256 KiB.
 pub const MAX_READ_SIZE: usize = 256 * 1024;
+/// Reads of at most this many bytes are copied out of the thread's scratch
+/// buffer into an exact-size [`Bytes`]; larger ones are handed over without
+/// a copy.
+pub const COPY_MAX: usize = 4 * 1024;
+
+thread_local! {
+    /// The read buffer shared by the connections driven on this thread.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 /// Reads delivered in one [`Connection::drive`] call before it yields, so one
 /// busy connection cannot starve others on the same thread.
 pub const READS_PER_DRIVE: usize = 16;
@@ -155,7 +165,6 @@ pub struct Connection<P: StreamProtocol> {
     /// The error `connection_lost` will get; the first one wins.
     error: Option<Error>,
     read_size: usize,
-    read_buf: BytesMut,
 }
 
 impl<P: StreamProtocol> Connection<P> {
@@ -174,7 +183,6 @@ impl<P: StreamProtocol> Connection<P> {
             eof_sent: false,
             error: None,
             read_size: MIN_READ_SIZE * 4,
-            read_buf: BytesMut::new(),
         }
     }
 
@@ -470,43 +478,61 @@ impl<P: StreamProtocol> Connection<P> {
         if buffered {
             return self.read_buffered(io);
         }
-        if self.read_buf.capacity() - self.read_buf.len() < MIN_READ_SIZE / 4 {
-            self.read_buf = BytesMut::with_capacity(self.read_size);
-        }
-        let spare = self.read_buf.capacity() - self.read_buf.len();
-        loop {
-            match io.read(&mut self.read_buf) {
-                Ok(0) => {
-                    self.read_buf = BytesMut::new();
-                    if self.transport.lock().read_paused {
-                        self.held_eof = true;
-                    } else {
-                        self.deliver_eof();
+        let read_size = self.read_size;
+        // Reads go into the thread's scratch buffer: an idle connection holds
+        // no read buffer at all, and a small read costs one exact-size
+        // allocation (the copy the protocol receives), not a fresh buffer
+        // plus a shared header. A large read hands its part of the scratch
+        // allocation over without a copy.
+        let res = SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.capacity() - buf.len() < read_size {
+                buf.reserve(read_size);
+            }
+            let spare = buf.capacity() - buf.len();
+            loop {
+                match io.read(&mut buf) {
+                    Ok(0) => return Ok(None),
+                    Ok(n) => {
+                        let data = if n <= COPY_MAX {
+                            let data = Bytes::copy_from_slice(&buf[..n]);
+                            buf.clear();
+                            data
+                        } else {
+                            buf.split().freeze()
+                        };
+                        return Ok(Some((data, spare)));
                     }
-                    return true;
-                }
-                Ok(n) => {
-                    self.adapt_read_size(n, spare);
-                    let data = self.read_buf.split().freeze();
-                    if self.transport.lock().read_paused {
-                        self.held = Some(data);
-                    } else {
-                        self.deliver_data(data);
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        buf.clear();
+                        return Err(e);
                     }
-                    return true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Going idle: keep no buffer (memory per idle connection).
-                    if self.read_buf.is_empty() {
-                        self.read_buf = BytesMut::new();
-                    }
-                    return false;
+            }
+        });
+        match res {
+            Ok(None) => {
+                if self.transport.lock().read_paused {
+                    self.held_eof = true;
+                } else {
+                    self.deliver_eof();
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.fail_io(e);
-                    return true;
+                true
+            }
+            Ok(Some((data, spare))) => {
+                self.adapt_read_size(data.len(), spare);
+                if self.transport.lock().read_paused {
+                    self.held = Some(data);
+                } else {
+                    self.deliver_data(data);
                 }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) => {
+                self.fail_io(e);
+                true
             }
         }
     }
