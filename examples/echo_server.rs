@@ -2,8 +2,12 @@
 //! until the peer half-closes; then finishes writing and closes (FIN).
 //!
 //! ```text
-//! echo_server --addr 127.0.0.1:8888 [--threads N] [--panic-on BYTES]
+//! echo_server --addr 127.0.0.1:8888 [--threads N] [--panic-on BYTES] [--buffered]
 //! ```
+//!
+//! With `--buffered` the same echo runs as a `BufferedProtocol`: each
+//! connection reads straight into one 64 KiB buffer of its own, allocated
+//! once, and `buffer_updated` writes a copy of what arrived.
 //!
 //! Flow control: when its write buffer goes over the high-water mark
 //! (`pause_writing`) it stops reading (`pause_reading`) until the buffer
@@ -21,7 +25,10 @@ mod common;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use asyncproto::{BaseProtocol, Bytes, Protocol, ServerOptions, Transport, create_server};
+use asyncproto::{
+    BaseProtocol, Buffered, BufferedProtocol, Bytes, Protocol, ServerOptions, Transport,
+    create_server,
+};
 use clap::Parser;
 
 /// Persistent echo server.
@@ -33,11 +40,19 @@ struct Args {
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Test hook: panic in `data_received` when a chunk starts with these
-    /// bytes (panic isolation: only that connection ends).
+    /// Test hook: panic in `data_received` (`buffer_updated` with
+    /// `--buffered`) when a chunk starts with these bytes (panic isolation:
+    /// only that connection ends).
     #[arg(long)]
     panic_on: Option<String>,
+    /// Serve through a `BufferedProtocol` reading into a per-connection
+    /// buffer instead of a `Protocol` receiving `Bytes`.
+    #[arg(long)]
+    buffered: bool,
 }
+
+/// The receive buffer of each `--buffered` connection.
+const BUFFER_SIZE: usize = 64 * 1024;
 
 struct Echo {
     transport: Option<Transport>,
@@ -77,6 +92,64 @@ impl Protocol for Echo {
     // then sends FIN.
 }
 
+/// The same echo as a `BufferedProtocol` (`--buffered`): the transport reads
+/// into `buf`, and `buffer_updated` queues a copy of the new bytes, so the
+/// buffer can be lent again at once.
+struct BufferedEcho {
+    transport: Option<Transport>,
+    buf: Box<[u8]>,
+    panic_on: Option<Arc<[u8]>>,
+}
+
+impl BufferedEcho {
+    fn new(panic_on: Option<Arc<[u8]>>) -> Self {
+        Self {
+            transport: None,
+            buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
+            panic_on,
+        }
+    }
+}
+
+impl BaseProtocol for BufferedEcho {
+    fn connection_made(&mut self, transport: Transport) {
+        self.transport = Some(transport);
+    }
+
+    // The same flow control as Echo: stop reading while the peer is not
+    // taking the echo.
+    fn pause_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.pause_reading();
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        if let Some(t) = &self.transport {
+            t.resume_reading();
+        }
+    }
+}
+
+impl BufferedProtocol for BufferedEcho {
+    fn get_buffer(&mut self, _sizehint: Option<usize>) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    fn buffer_updated(&mut self, nbytes: usize) {
+        let data = &self.buf[..nbytes];
+        if let Some(p) = &self.panic_on {
+            assert!(!data.starts_with(p), "--panic-on matched");
+        }
+        if let Some(t) = &self.transport {
+            // Only fails after write_eof(), which this protocol never calls.
+            let _ = t.write(Bytes::copy_from_slice(data));
+        }
+    }
+
+    // Default eof_received() returns false, as for Echo.
+}
+
 fn main() -> ExitCode {
     common::init_tracing();
     let args = Args::parse();
@@ -96,12 +169,18 @@ fn main() -> ExitCode {
 
 async fn serve(args: Args) -> ExitCode {
     let panic_on: Option<Arc<[u8]>> = args.panic_on.map(|s| Arc::from(s.into_bytes()));
-    let factory = move || Echo {
-        transport: None,
-        panic_on: panic_on.clone(),
-    };
     let mut signals = common::ShutdownSignals::install();
-    let server = match create_server(factory, args.addr, ServerOptions::new()).await {
+    let created = if args.buffered {
+        let factory = move || Buffered(BufferedEcho::new(panic_on.clone()));
+        create_server(factory, args.addr, ServerOptions::new()).await
+    } else {
+        let factory = move || Echo {
+            transport: None,
+            panic_on: panic_on.clone(),
+        };
+        create_server(factory, args.addr, ServerOptions::new()).await
+    };
+    let server = match created {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot listen on {}: {e}", args.addr);

@@ -351,3 +351,62 @@ fn emfile_on_accept_does_not_stop_the_server() {
         .expect("accepted again within 10 s");
     assert_eq!(&back, b"back");
 }
+
+// `--buffered`: the same echo through a BufferedProtocol.
+
+#[test]
+fn buffered_echoes_1_mb_byte_for_byte() {
+    let server = echo_server(&["--buffered"]);
+    let data = payload(1 << 20, 11);
+    let want = checksum(&data);
+    let back = echo_through(&server, data);
+    assert_eq!(back.len(), 1 << 20);
+    assert_eq!(checksum(&back), want);
+}
+
+#[test]
+fn buffered_echoes_100_mb_byte_for_byte() {
+    let server = echo_server(&["--buffered"]);
+    let len = 100 << 20;
+    let data = payload(len, 12);
+    let want = checksum(&data);
+    let back = echo_through(&server, data);
+    assert_eq!(back.len(), len);
+    assert_eq!(checksum(&back), want);
+}
+
+#[test]
+fn stock_asyncio_peer_gets_its_bytes_back_from_buffered() {
+    if !have_python() {
+        eprintln!("skipped: python3 not found");
+        return;
+    }
+    let server = echo_server(&["--buffered"]);
+    let mut cmd = python("stream_peer.py");
+    cmd.args(["--addr", &server.addr.to_string(), "--size", "5000000"]);
+    let out = run_with_deadline(cmd, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "peer failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok 5000000 "), "{stdout}");
+}
+
+#[test]
+fn buffered_panic_in_buffer_updated_ends_only_that_connection() {
+    let server = echo_server(&["--buffered", "--panic-on", "BOOM"]);
+    let mut victim = TcpStream::connect(server.addr).unwrap();
+    victim
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    victim.write_all(b"BOOM!").unwrap();
+    let mut rest = Vec::new();
+    match victim.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "no echo: {rest:?}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
+    }
+    let back = echo_through(&server, b"next connection".to_vec());
+    assert_eq!(back, b"next connection");
+}
