@@ -48,9 +48,11 @@ mod tcp;
 pub use crate::{
     conn::ProtocolHandle,
     error::Error,
+    server::create_server_on,
     server::{ACCEPT_RETRY_DELAY, Server, ServerOptions, create_server},
     stream::{
         ConnectedSocket, connect_accepted_socket, connect_stream, create_connection_with_sock,
     },
     tcp::{ConnectOptions, create_connection},
+    tcp::{ResolveFuture, Resolver, create_connection_to_host},
 };

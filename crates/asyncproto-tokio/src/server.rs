@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     fmt, io,
-    net::{Shutdown, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr},
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
         Arc, Mutex, MutexGuard,
@@ -24,14 +24,15 @@ use tracing::Instrument;
 use crate::{
     conn::run,
     error::Error,
-    tcp::{conn_span, tcp_connection},
+    tcp::{Resolver, conn_span, tcp_connection},
 };
 
 /// asyncio's `ACCEPT_RETRY_DELAY`: after an out-of-resources accept error
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM), accepting pauses this long.
 pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// Options for [`create_server`], with asyncio's defaults.
+/// Options for [`create_server`] and [`create_server_on`], with asyncio's
+/// defaults.
 ///
 /// # Examples
 ///
@@ -50,6 +51,7 @@ pub struct ServerOptions {
     nodelay: bool,
     keepalive: Option<Duration>,
     start_serving: bool,
+    resolver: Resolver,
 }
 
 impl Default for ServerOptions {
@@ -60,7 +62,8 @@ impl Default for ServerOptions {
 
 impl ServerOptions {
     /// asyncio's defaults: backlog 100, `SO_REUSEADDR` on, `SO_REUSEPORT`
-    /// off, `TCP_NODELAY` on, no keepalive, serving at once.
+    /// off, `TCP_NODELAY` on, no keepalive, serving at once; the system
+    /// resolver.
     pub fn new() -> Self {
         Self {
             backlog: 100,
@@ -69,6 +72,7 @@ impl ServerOptions {
             nodelay: true,
             keepalive: None,
             start_serving: true,
+            resolver: Resolver::system(),
         }
     }
 
@@ -112,6 +116,14 @@ impl ServerOptions {
         self.start_serving = on;
         self
     }
+
+    /// The resolver for [`create_server_on`]'s host names (asyncio's
+    /// `getaddrinfo`); IP literals skip it. Default: [`Resolver::system`].
+    /// [`create_server`] resolves its `addr` with Tokio and does not use it.
+    pub fn resolver(mut self, resolver: Resolver) -> Self {
+        self.resolver = resolver;
+        self
+    }
 }
 
 /// A listening TCP server (asyncio: `Server`), returned by [`create_server`].
@@ -153,8 +165,10 @@ struct State {
 ///
 /// `addr` is resolved with [`tokio::net::lookup_host`]; one listening socket
 /// is bound per distinct address (so `"localhost:0"` may give an IPv4 and an
-/// IPv6 socket; IPv6 sockets are `IPV6_V6ONLY`). Port 0 picks a free port:
-/// read it back with [`Server::local_addrs`].
+/// IPv6 socket; IPv6 sockets are `IPV6_V6ONLY`). Port 0 picks a free port,
+/// the same one for every address: read it back with
+/// [`Server::local_addrs`]. For several hosts, all interfaces (asyncio's
+/// `host=None`) or a [`Resolver`] of your own, use [`create_server_on`].
 ///
 /// Each connection gets `TCP_NODELAY` (by default), a tracing span and its
 /// own task. A panic in `factory` is logged and drops that connection only.
@@ -162,7 +176,8 @@ struct State {
 /// # Errors
 ///
 /// [`Error::NoAddresses`] if `addr` resolves to nothing; [`Error::Bind`] if
-/// a bind fails (e.g. `AddrInUse`); [`Error::Io`] for other socket errors.
+/// a bind fails (e.g. `AddrInUse`; every socket already made is closed);
+/// [`Error::Io`] for other socket errors.
 ///
 /// # Panics
 ///
@@ -201,13 +216,148 @@ where
     if addrs.is_empty() {
         return Err(Error::NoAddresses);
     }
+    serve(factory, &addrs, options)
+}
+
+/// Creates a TCP server listening on `port` of every host in `hosts`
+/// (asyncio: `loop.create_server(factory, host, port)` with `host` a string,
+/// a list, `''` or `None`).
+///
+/// - Each host is an IP literal (`"127.0.0.1"`, `"::1"`) or a name resolved
+///   with [`ServerOptions::resolver`]; one listening socket is bound per
+///   distinct address over all hosts (`["127.0.0.1", "127.0.0.2",
+///   "127.0.0.1"]` gives two).
+/// - An empty `hosts` (`None`, `[]`) or a host `""` means every interface,
+///   as asyncio's `None` and `''`: `0.0.0.0` and, where the system has
+///   IPv6, `::` (`IPV6_V6ONLY`), so IPv4 and IPv6 clients reach one port.
+/// - Port 0 picks one free port for every address.
+///
+/// # Errors
+///
+/// [`Error::NoAddresses`] if a host resolves to nothing (asyncio:
+/// `getaddrinfo(…) returned empty list`); [`Error::Io`] with the resolver's
+/// error; [`Error::Bind`] if a bind fails (every socket already made is
+/// closed); [`Error::Io`] for other socket errors.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+///
+/// # Examples
+///
+/// ```
+/// use asyncproto_core::testing::Recorder;
+/// use asyncproto_tokio::{create_server_on, ServerOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), asyncproto_tokio::Error> {
+/// let server =
+///     create_server_on(Recorder::default, ["127.0.0.1", "127.0.0.2"], 0, ServerOptions::new())
+///         .await?;
+/// let addrs = server.local_addrs();
+/// assert_eq!(addrs.len(), 2);
+/// assert_eq!(addrs[0].port(), addrs[1].port());
+/// server.close();
+/// server.wait_closed().await;
+/// # Ok(()) }
+/// ```
+pub async fn create_server_on<P, F, I>(
+    factory: F,
+    hosts: I,
+    port: u16,
+    options: ServerOptions,
+) -> Result<Server, Error>
+where
+    P: StreamProtocol,
+    F: Fn() -> P + Send + Sync + 'static,
+    I: IntoIterator,
+    I::Item: AsRef<str>,
+{
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut hosts: Vec<String> = hosts.into_iter().map(|h| h.as_ref().to_owned()).collect();
+    if hosts.is_empty() {
+        hosts.push(String::new());
+    }
+    for host in &hosts {
+        let found = if host.is_empty() {
+            all_interfaces(port)
+        } else {
+            options.resolver.resolve_host(host, port).await?
+        };
+        for a in found {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+    }
+    serve(factory, &addrs, options)
+}
+
+/// asyncio's `getaddrinfo(None, port, flags=AI_PASSIVE)`: the IPv4 and, if
+/// the system has it, the IPv6 wildcard address.
+fn all_interfaces(port: u16) -> Vec<SocketAddr> {
+    let mut addrs = vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))];
+    if Socket::new(Domain::IPV6, Type::STREAM, None).is_ok() {
+        addrs.push(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+    } else {
+        tracing::debug!("no IPv6: listening on 0.0.0.0 only");
+    }
+    addrs
+}
+
+/// How often binding port 0 on several addresses retries after another
+/// process took the port between the first bind and the others.
+const SHARED_PORT_TRIES: usize = 8;
+
+/// Binds a socket to each address. When every address has port 0, the first
+/// bind picks the port and the others take the same one.
+fn bind_all(
+    addrs: &[SocketAddr],
+    options: &ServerOptions,
+) -> Result<Vec<(Socket, SocketAddr)>, Error> {
+    let shared_port = addrs.len() > 1 && addrs.iter().all(|a| a.port() == 0);
+    let mut tries = 0;
+    'retry: loop {
+        let mut bound: Vec<(Socket, SocketAddr)> = Vec::with_capacity(addrs.len());
+        for &addr in addrs {
+            let mut addr = addr;
+            if let (true, Some((_, first))) = (shared_port, bound.first()) {
+                addr.set_port(first.port());
+            }
+            let socket = match bind(addr, options) {
+                Ok(socket) => socket,
+                Err(Error::Bind { source, .. })
+                    if !bound.is_empty()
+                        && shared_port
+                        && source.kind() == io::ErrorKind::AddrInUse
+                        && tries < SHARED_PORT_TRIES =>
+                {
+                    tries += 1;
+                    continue 'retry;
+                }
+                Err(e) => return Err(e),
+            };
+            let local = socket
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
+            bound.push((socket, local));
+        }
+        return Ok(bound);
+    }
+}
+
+/// Binds `addrs` and builds the server.
+fn serve<P, F>(factory: F, addrs: &[SocketAddr], options: ServerOptions) -> Result<Server, Error>
+where
+    P: StreamProtocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    if addrs.is_empty() {
+        return Err(Error::NoAddresses);
+    }
     let mut state = State::default();
-    for addr in addrs {
-        let socket = bind(addr, &options)?;
-        let local = socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("bound socket has no IP address"))?;
+    for (socket, local) in bind_all(addrs, &options)? {
         state.addrs.push(local);
         state.bound.push(socket);
     }

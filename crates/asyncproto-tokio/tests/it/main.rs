@@ -11,6 +11,7 @@ mod cpython;
 mod faults;
 mod flow;
 mod handle;
+mod happy_eyeballs;
 mod lifecycle;
 mod panics;
 mod server;
