@@ -5,11 +5,15 @@ mod epoll_event_loop_tests {
 
     use asyncproto_core::{ExtraInfo, testing::Recorder};
     use asyncproto_tokio::{
-        ConnectOptions, Error, ServerOptions, create_connection, create_server,
+        ConnectOptions, Error, Resolver, ServerOptions, create_connection,
+        create_connection_to_host, create_server, create_server_on,
     };
-    use tokio::io::AsyncWriteExt;
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-    use crate::support::{echo, raw_connect, refused, unused_port, within};
+    use crate::{
+        happy_eyeballs::skip_without_ipv6,
+        support::{echo, raw_connect, refused, refusing_addr, tapped_factory, unused_port, within},
+    };
 
     /// Port of CPython 3.11.7
     /// `test_events.py::EPollEventLoopTests::test_create_connection_local_addr`.
@@ -179,6 +183,196 @@ mod epoll_event_loop_tests {
             assert_eq!(response, b"roger");
             tr.close();
             drop(done.await.expect("protocol"));
+        })
+        .await;
+    }
+
+    /// A resolver for `local.test` (→ `local`) and any other name (→
+    /// `remote`).
+    fn local_and_remote(local: Vec<SocketAddr>, remote: SocketAddr) -> Resolver {
+        Resolver::new(move |host: &str, _: u16| {
+            let addrs = if host == "local.test" {
+                local.clone()
+            } else {
+                vec![remote]
+            };
+            async move { Ok(addrs) }
+        })
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_connection_local_addr_skip_different_family`.
+    ///
+    /// Upstream mocks `getaddrinfo` for the local name. Here the resolver
+    /// hook gives the local host `[::1]:0` and `127.0.0.1:0`, and the remote
+    /// is a refusing IPv4 loopback port: the IPv6 local address is skipped
+    /// (no bind error), the IPv4 one is bound, and the result is the connect
+    /// error.
+    #[tokio::test]
+    async fn test_create_connection_local_addr_skip_different_family() {
+        within(10, async {
+            let (_bound, remote) = refusing_addr();
+            let locals = vec![
+                "[::1]:0".parse().expect("addr"),
+                "127.0.0.1:0".parse().expect("addr"),
+            ];
+            let err = create_connection_to_host(
+                Recorder::default,
+                "server.test",
+                remote.port(),
+                ConnectOptions::new()
+                    .resolver(local_and_remote(locals, remote))
+                    .local_host("local.test", 0),
+            )
+            .await
+            .expect_err("refused");
+            let Error::Connect { attempts } = &err else {
+                panic!("expected Error::Connect, got {err:?}");
+            };
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(attempts[0].0, remote);
+            assert_eq!(attempts[0].1.kind(), io::ErrorKind::ConnectionRefused);
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_connection_local_addr_nomatch_family`.
+    ///
+    /// The resolver hook gives the local host only `[::1]:0`; the remote is
+    /// a real IPv4 server. asyncio's `OSError('no matching local address
+    /// with family=AF_INET found')` is the one attempt in `Error::Connect`,
+    /// with `AddrNotAvailable`, and no connection reaches the server.
+    #[tokio::test]
+    async fn test_create_connection_local_addr_nomatch_family() {
+        within(10, async {
+            let server = create_server(echo, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addr = server.local_addrs()[0];
+            let err = create_connection_to_host(
+                Recorder::default,
+                "server.test",
+                addr.port(),
+                ConnectOptions::new()
+                    .resolver(local_and_remote(
+                        vec!["[::1]:0".parse().expect("addr")],
+                        addr,
+                    ))
+                    .local_host("local.test", 0),
+            )
+            .await
+            .expect_err("no IPv4 local address");
+            let Error::Connect { attempts } = &err else {
+                panic!("expected Error::Connect, got {err:?}");
+            };
+            assert_eq!(attempts.len(), 1, "{attempts:?}");
+            assert_eq!(attempts[0].0, addr);
+            assert_eq!(attempts[0].1.kind(), io::ErrorKind::AddrNotAvailable);
+            assert_eq!(
+                attempts[0].1.to_string(),
+                "no matching local address with family=AF_INET found"
+            );
+            assert_eq!(server.active_connections(), 0);
+            server.close();
+            server.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_server_multiple_hosts_ipv4`.
+    ///
+    /// Upstream mocks the bind to `1.2.3.4` and `5.6.7.8`; here the hosts
+    /// are real loopback addresses, `127.0.0.1`, `127.0.0.2`, `127.0.0.1`:
+    /// two listeners (duplicates collapse), on one port, each accepting.
+    #[tokio::test]
+    async fn test_create_server_multiple_hosts_ipv4() {
+        within(10, async {
+            let (factory, mut accepted) = tapped_factory(Recorder::default);
+            let server = create_server_on(
+                factory,
+                ["127.0.0.1", "127.0.0.2", "127.0.0.1"],
+                0,
+                ServerOptions::new(),
+            )
+            .await
+            .expect("create_server_on");
+            let addrs = server.local_addrs();
+            let port = addrs[0].port();
+            assert_eq!(
+                addrs,
+                [
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                    SocketAddr::from(([127, 0, 0, 2], port)),
+                ]
+            );
+            for addr in &addrs {
+                let client = TcpStream::connect(addr).await.expect("connect");
+                let st = accepted.next().await.made().await;
+                assert_eq!(st.local_addr(), Some(*addr));
+                drop(client);
+            }
+            server.close();
+            server.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_server_multiple_hosts_ipv6`.
+    ///
+    /// Only `::1` exists on loopback (upstream mocks `::1`, `::2`, `::1`):
+    /// `::1` twice gives one listener, which accepts.
+    #[tokio::test]
+    async fn test_create_server_multiple_hosts_ipv6() {
+        if skip_without_ipv6("test_create_server_multiple_hosts_ipv6") {
+            return;
+        }
+        within(10, async {
+            let server =
+                create_server_on(Recorder::default, ["::1", "::1"], 0, ServerOptions::new())
+                    .await
+                    .expect("create_server_on");
+            let addrs = server.local_addrs();
+            assert_eq!(addrs.len(), 1, "{addrs:?}");
+            assert_eq!(
+                addrs[0].ip(),
+                "::1".parse::<std::net::IpAddr>().expect("ip")
+            );
+            drop(TcpStream::connect(addrs[0]).await.expect("connect"));
+            server.close();
+            server.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_server_dual_stack`.
+    ///
+    /// `host=None` is an empty host list. Upstream picks a free port and
+    /// retries on `EADDRINUSE`; with port 0 asyncproto binds every address
+    /// on the same port, so no retry loop is needed. Clients to `127.0.0.1`
+    /// and `::1` on that port both connect. Skipped without `::1`.
+    #[tokio::test]
+    async fn test_create_server_dual_stack() {
+        if skip_without_ipv6("test_create_server_dual_stack") {
+            return;
+        }
+        within(10, async {
+            let (factory, mut accepted) = tapped_factory(Recorder::default);
+            let server = create_server_on(factory, None::<&str>, 0, ServerOptions::new())
+                .await
+                .expect("create_server_on");
+            let port = server.local_addrs()[0].port();
+            for host in ["127.0.0.1", "::1"] {
+                let client = TcpStream::connect((host, port)).await.expect("connect");
+                let st = accepted.next().await.made().await;
+                assert_eq!(st.peer_addr(), client.local_addr().ok());
+                drop(client);
+            }
+            server.close();
+            server.wait_closed().await;
         })
         .await;
     }

@@ -204,6 +204,45 @@ mod test_aio_tcp {
         srv.wait_closed().await;
     }
 
+    /// Port of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_server_5`.
+    ///
+    /// `host=None` is an empty host list. On a fixed free port, the server
+    /// binds `0.0.0.0` and `::` together, which only works because the IPv6
+    /// socket is `IPV6_V6ONLY` (upstream reads the option off the socket).
+    /// Loopback clients of both families connect. Without `::1` only the
+    /// IPv4 half is checked.
+    #[tokio::test]
+    async fn test_create_server_5() {
+        within(10, async {
+            let port = crate::support::unused_port();
+            let srv = asyncproto_tokio::create_server_on(
+                Recorder::default,
+                None::<&str>,
+                port,
+                ServerOptions::new(),
+            )
+            .await
+            .expect("create_server_on");
+            let addrs = srv.local_addrs();
+            let mut hosts = vec!["127.0.0.1"];
+            if crate::happy_eyeballs::ipv6_available() {
+                assert_eq!(addrs.len(), 2, "{addrs:?}");
+                assert!(addrs[1].is_ipv6(), "{addrs:?}");
+                hosts.push("::1");
+            } else {
+                println!("test_create_server_5: ::1 unavailable, IPv4 only");
+            }
+            assert!(addrs.iter().all(|a| a.port() == port), "{addrs:?}");
+            for host in hosts {
+                let c = tokio::net::TcpStream::connect((host, port)).await.expect(host);
+                drop(c);
+            }
+            srv.close();
+            srv.wait_closed().await;
+        })
+        .await;
+    }
+
     crate::support::on_both_runtimes!(20; test_resume_writing_write_different_transport);
 }
 
