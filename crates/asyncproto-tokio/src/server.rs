@@ -52,6 +52,7 @@ pub struct ServerOptions {
     keepalive: Option<Duration>,
     start_serving: bool,
     resolver: Resolver,
+    shutdown_on: Option<(CancellationToken, Duration)>,
 }
 
 impl Default for ServerOptions {
@@ -63,7 +64,7 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// asyncio's defaults: backlog 100, `SO_REUSEADDR` on, `SO_REUSEPORT`
     /// off, `TCP_NODELAY` on, no keepalive, serving at once; the system
-    /// resolver.
+    /// resolver; no shutdown token.
     pub fn new() -> Self {
         Self {
             backlog: 100,
@@ -73,6 +74,7 @@ impl ServerOptions {
             keepalive: None,
             start_serving: true,
             resolver: Resolver::system(),
+            shutdown_on: None,
         }
     }
 
@@ -122,6 +124,38 @@ impl ServerOptions {
     /// [`create_server`] resolves its `addr` with Tokio and does not use it.
     pub fn resolver(mut self, resolver: Resolver) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// Shuts the server down with the rest of the application: when `token`
+    /// is cancelled, the server runs [`Server::shutdown`]`(deadline)` — the
+    /// listening sockets are closed first (new connects are refused during
+    /// the drain), every connection is `close()`d, and what is left at the
+    /// deadline is aborted. Await [`Server::wait_closed`] to know when that
+    /// is done. The watch ends when the server has closed and drained by
+    /// other means. Default: none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use asyncproto_core::testing::Recorder;
+    /// use asyncproto_tokio::{create_server, ServerOptions};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), asyncproto_tokio::Error> {
+    /// let app_shutdown = CancellationToken::new();
+    /// let opts = ServerOptions::new().shutdown_on(app_shutdown.clone(), Duration::from_secs(5));
+    /// let server = create_server(Recorder::default, "127.0.0.1:0", opts).await?;
+    ///
+    /// app_shutdown.cancel(); // e.g. on SIGTERM, with the app's other tasks
+    /// server.wait_closed().await;
+    /// assert!(!server.is_serving());
+    /// # Ok(()) }
+    /// ```
+    pub fn shutdown_on(mut self, token: CancellationToken, deadline: Duration) -> Self {
+        self.shutdown_on = Some((token, deadline));
         self
     }
 }
@@ -386,6 +420,18 @@ where
     };
     if options.start_serving {
         server.start_serving()?;
+    }
+    if let Some((token, deadline)) = options.shutdown_on {
+        let watched = server.clone();
+        server.inner.runtime.spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {
+                    tracing::debug!("shutdown token cancelled; shutting the server down");
+                    watched.shutdown(deadline).await;
+                }
+                () = watched.wait_closed() => {}
+            }
+        });
     }
     Ok(server)
 }

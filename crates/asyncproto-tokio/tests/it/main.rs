@@ -15,6 +15,7 @@ mod happy_eyeballs;
 mod lifecycle;
 mod panics;
 mod server;
+mod shutdown_token;
 mod sockets;
 mod stress;
 mod support;
