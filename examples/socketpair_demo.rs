@@ -20,7 +20,7 @@ mod common;
 use std::{io::Write, os::unix::net::UnixStream, process::ExitCode};
 
 use asyncproto::{
-    BaseProtocol, Bytes, ConnectOptions, Protocol, Transport, backend::create_connection_with_sock,
+    BaseProtocol, Bytes, ConnectOptions, Protocol, Transport, create_connection_with_sock,
 };
 
 // The page's MyProtocol; `on_con_lost` is the ProtocolHandle that

@@ -72,7 +72,7 @@
 //! | crate | what |
 //! |---|---|
 //! | `asyncproto-core` | traits, state machine, flow control, in-memory transport; no I/O |
-//! | `asyncproto-tokio` | the Tokio backend: TCP clients and servers |
+//! | `asyncproto-tokio` | the Tokio backend: TCP clients and servers, existing sockets (TCP and Unix), any `AsyncRead + AsyncWrite` |
 //! | `asyncproto` | this facade |
 //!
 //! No cargo features yet: TLS, Unix sockets, UDP, pipes and subprocesses
@@ -92,8 +92,9 @@ pub use asyncproto_core::{
 /// (the backend's [`asyncproto_tokio::Error`]).
 pub use asyncproto_tokio::Error as CreateError;
 pub use asyncproto_tokio::{
-    ACCEPT_RETRY_DELAY, ConnectOptions, ProtocolHandle, Server, ServerOptions, create_connection,
-    create_server,
+    ACCEPT_RETRY_DELAY, ConnectOptions, ConnectedSocket, ProtocolHandle, ResolveFuture, Resolver,
+    Server, ServerOptions, connect_accepted_socket, connect_stream, create_connection,
+    create_connection_to_host, create_connection_with_sock, create_server, create_server_on,
 };
 
 /// The sans-IO core, re-exported whole.
