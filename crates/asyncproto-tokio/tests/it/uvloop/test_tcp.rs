@@ -234,7 +234,9 @@ mod test_aio_tcp {
             }
             assert!(addrs.iter().all(|a| a.port() == port), "{addrs:?}");
             for host in hosts {
-                let c = tokio::net::TcpStream::connect((host, port)).await.expect(host);
+                let c = tokio::net::TcpStream::connect((host, port))
+                    .await
+                    .expect(host);
                 drop(c);
             }
             srv.close();
