@@ -376,4 +376,62 @@ mod epoll_event_loop_tests {
         })
         .await;
     }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_connection`.
+    ///
+    /// The test HTTP server is a tiny reply-then-close server (a raw Tokio
+    /// listener): the client's `connection_made` writes a request, the reply
+    /// arrives, then EOF; the states INITIAL → CONNECTED → EOF → CLOSED are
+    /// the recorded callbacks. `sockname` is answered and the transport the
+    /// protocol stored is the one `create_connection` returned.
+    #[tokio::test]
+    async fn test_create_connection() {
+        use tokio::io::AsyncReadExt;
+        within(10, async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let mut req = [0u8; 18];
+                s.read_exact(&mut req).await.expect("request");
+                assert_eq!(&req, b"GET / HTTP/1.0\r\n\r\n");
+                s.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello")
+                    .await
+                    .expect("reply");
+                // Dropping the stream closes it: the client sees EOF.
+            });
+            let client = || {
+                Recorder::default().on_event(|event, t| {
+                    if *event == asyncproto_core::testing::Event::Made {
+                        t.write("GET / HTTP/1.0\r\n\r\n").expect("write");
+                    }
+                })
+            };
+            let (transport, done) = create_connection(client, addr, ConnectOptions::new())
+                .await
+                .expect("create_connection");
+            assert!(matches!(
+                transport.get_extra_info("sockname"),
+                Some(ExtraInfo::Addr(a)) if a.ip() == addr.ip() && a.port() != 0
+            ));
+            let protocol = done.await.expect("protocol back");
+            server.await.expect("server task");
+            assert_eq!(protocol.data(), b"HTTP/1.0 200 OK\r\n\r\nhello");
+            let events = protocol.events();
+            use asyncproto_core::testing::Event::{Eof, Lost, Made};
+            assert_eq!(events.first(), Some(&Made));
+            assert_eq!(&events[events.len() - 2..], [Eof, Lost(None)]);
+            let stored = protocol.transport().expect("stored in connection_made");
+            assert_eq!(
+                stored.local_addr(),
+                transport.local_addr(),
+                "the same transport"
+            );
+            assert!(stored.is_closing() && transport.is_closing());
+        })
+        .await;
+    }
 }

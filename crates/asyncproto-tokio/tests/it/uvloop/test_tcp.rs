@@ -246,6 +246,246 @@ mod test_aio_tcp {
     }
 
     crate::support::on_both_runtimes!(20; test_resume_writing_write_different_transport);
+
+    /// A server side for the `open_con` ports: answers `AAAA` with `OK` and
+    /// `BBBB` with `SPAM`, however the bytes are split.
+    struct OpenConServer {
+        transport: Option<Transport>,
+        got: Vec<u8>,
+    }
+
+    impl asyncproto_core::BaseProtocol for OpenConServer {
+        fn connection_made(&mut self, transport: Transport) {
+            self.transport = Some(transport);
+        }
+    }
+
+    impl asyncproto_core::Protocol for OpenConServer {
+        fn data_received(&mut self, data: asyncproto_core::Bytes) {
+            self.got.extend_from_slice(&data);
+            let t = self.transport.as_ref().expect("made");
+            if self.got == b"AAAA" {
+                t.write("OK").expect("write");
+            } else if self.got == b"AAAABBBB" {
+                t.write("SPAM").expect("write");
+            }
+        }
+    }
+
+    /// The client side: `AAAA`, waits for `OK`, `BBBB`, waits for `SPAM`,
+    /// closes; records what it got.
+    #[derive(Default)]
+    struct OpenConClient {
+        transport: Option<Transport>,
+        got: Vec<u8>,
+    }
+
+    impl asyncproto_core::BaseProtocol for OpenConClient {
+        fn connection_made(&mut self, transport: Transport) {
+            transport.write("AAAA").expect("write");
+            self.transport = Some(transport);
+        }
+    }
+
+    impl asyncproto_core::Protocol for OpenConClient {
+        fn data_received(&mut self, data: asyncproto_core::Bytes) {
+            self.got.extend_from_slice(&data);
+            let t = self.transport.as_ref().expect("made");
+            if self.got == b"OK" {
+                t.write("BBBB").expect("write");
+            } else if self.got == b"OKSPAM" {
+                t.close();
+            }
+        }
+    }
+
+    async fn open_con_server() -> asyncproto_tokio::Server {
+        create_server(
+            || OpenConServer {
+                transport: None,
+                got: Vec::new(),
+            },
+            "127.0.0.1:0",
+            ServerOptions::new(),
+        )
+        .await
+        .expect("create_server")
+    }
+
+    /// Adapted from uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_connection_open_con_addr`:
+    /// 100 concurrent clients exchange `AAAA`/`OK`/`BBBB`/`SPAM`.
+    ///
+    /// Streams are replaced by protocols; writing a `str` raising `TypeError`
+    /// is n/a (`write("str")` sends UTF-8).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn test_create_connection_open_con_addr() {
+        within(30, async {
+            let srv = open_con_server().await;
+            let addr = srv.local_addrs()[0];
+            let mut clients = Vec::new();
+            for _ in 0..100 {
+                clients.push(tokio::spawn(async move {
+                    let (_t, done) =
+                        create_connection(OpenConClient::default, addr, ConnectOptions::new())
+                            .await
+                            .expect("connect");
+                    done.await.expect("protocol back").got
+                }));
+            }
+            for c in clients {
+                assert_eq!(c.await.expect("client task"), b"OKSPAM");
+            }
+            srv.close();
+            srv.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Adapted from uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_connection_open_con_sock`:
+    /// the same exchange, each client given an already-connected socket
+    /// (`create_connection(sock=)`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn test_create_connection_open_con_sock() {
+        within(30, async {
+            let srv = open_con_server().await;
+            let addr = srv.local_addrs()[0];
+            let mut clients = Vec::new();
+            for _ in 0..100 {
+                clients.push(tokio::spawn(async move {
+                    let sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                    let (_t, done) = asyncproto_tokio::create_connection_with_sock(
+                        OpenConClient::default,
+                        sock,
+                        ConnectOptions::new(),
+                    )
+                    .await
+                    .expect("create_connection_with_sock");
+                    done.await.expect("protocol back").got
+                }));
+            }
+            for c in clients {
+                assert_eq!(c.await.expect("client task"), b"OKSPAM");
+            }
+            srv.close();
+            srv.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Adapted from uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_connection_3`:
+    /// the server closes after 4 bytes, so each of 100 clients expecting 10
+    /// bytes sees `eof_received`, then `connection_lost(None)`, with nothing
+    /// received.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn test_create_connection_3() {
+        within(30, async {
+            let server_side = || {
+                Recorder::default().on_event(|event, t| {
+                    if matches!(event, Event::Data(_)) {
+                        t.close();
+                    }
+                })
+            };
+            let srv = create_server(server_side, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addr = srv.local_addrs()[0];
+            let mut clients = Vec::new();
+            for _ in 0..100 {
+                clients.push(tokio::spawn(async move {
+                    let (t, done) =
+                        create_connection(Recorder::default, addr, ConnectOptions::new())
+                            .await
+                            .expect("connect");
+                    t.write("AAAA").expect("write");
+                    done.await.expect("protocol back").events()
+                }));
+            }
+            for c in clients {
+                assert_eq!(
+                    c.await.expect("client task"),
+                    [Event::Made, Event::Eof, Event::Lost(None)]
+                );
+            }
+            srv.close();
+            srv.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Adapted from uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_connection_5`:
+    /// cancelling `create_connection` right after it starts. Here the future
+    /// is dropped while the connect hangs: the factory is never called (no
+    /// `connection_made`) and the half-made socket is closed.
+    #[tokio::test]
+    async fn test_create_connection_5() {
+        within(10, async {
+            let (_hang, addr) = crate::happy_eyeballs::hanging_addr(false);
+            let called = Arc::new(OnceLock::new());
+            let factory = {
+                let called = Arc::clone(&called);
+                move || {
+                    let _ = called.set(());
+                    Recorder::default()
+                }
+            };
+            {
+                let mut fut = pin!(create_connection(factory, addr, ConnectOptions::new()));
+                assert!(poll_once(fut.as_mut()).await.is_none(), "the connect hangs");
+                assert_eq!(crate::happy_eyeballs::syn_sent_to(addr.port()), 1);
+            }
+            // Dropped: the attempt's socket is closed.
+            assert_eq!(crate::happy_eyeballs::syn_sent_to(addr.port()), 0);
+            assert!(
+                called.get().is_none(),
+                "the factory ran for a cancelled connect"
+            );
+        })
+        .await;
+    }
+
+    /// Port of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_transport_shutdown`:
+    /// the server writes `OK`, calls `write_eof()` twice (idempotent) and
+    /// `close()`; each of 100 clients reads `OK`, then EOF.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn test_transport_shutdown() {
+        within(30, async {
+            let server_side = || {
+                Recorder::default().on_event(|event, t| {
+                    if *event == Event::Made {
+                        t.write("OK").expect("write");
+                        t.write_eof().expect("write_eof");
+                        t.write_eof().expect("write_eof again is a no-op");
+                        t.close();
+                    }
+                })
+            };
+            let srv = create_server(server_side, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addr = srv.local_addrs()[0];
+            let mut clients = Vec::new();
+            for _ in 0..100 {
+                clients.push(tokio::spawn(async move {
+                    let (_t, done) =
+                        create_connection(Recorder::default, addr, ConnectOptions::new())
+                            .await
+                            .expect("connect");
+                    let p = done.await.expect("protocol back");
+                    (p.data(), p.events())
+                }));
+            }
+            for c in clients {
+                let (data, events) = c.await.expect("client task");
+                assert_eq!(data, b"OK");
+                assert_eq!(events.first(), Some(&Event::Made));
+                assert_eq!(&events[events.len() - 2..], [Event::Eof, Event::Lost(None)]);
+            }
+            srv.close();
+            srv.wait_closed().await;
+        })
+        .await;
+    }
 }
 
 mod test_uv_tcp {
