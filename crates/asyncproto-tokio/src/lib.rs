@@ -48,8 +48,8 @@ mod tcp;
 pub use crate::{
     conn::ProtocolHandle,
     error::Error,
-    server::create_server_on,
     server::{ACCEPT_RETRY_DELAY, Server, ServerOptions, create_server},
+    server::{create_server_on, create_server_with_sock},
     stream::{
         ConnectedSocket, connect_accepted_socket, connect_stream, create_connection_with_sock,
     },

@@ -381,6 +381,72 @@ fn bind_all(
     }
 }
 
+/// Creates a TCP server on a socket the caller already made and bound
+/// (asyncio: `loop.create_server(factory, sock=sock)`).
+///
+/// The server serves on that very socket (the same file descriptor): it is
+/// set non-blocking and `listen(backlog)` is called on it when serving
+/// starts (a [`std::net::TcpListener`] is already listening; calling
+/// `listen()` again only updates the backlog). The socket options in
+/// `options` that apply before `bind()` (`reuse_address`, `reuse_port`) are
+/// ignored: set them on the socket yourself. The options for accepted
+/// connections, `backlog`, `start_serving` and `shutdown_on` apply.
+///
+/// With [`ServerOptions::start_serving`]`(false)`, a listener that is
+/// already listening still completes handshakes into its backlog; they are
+/// accepted once serving starts.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the socket cannot be made non-blocking, has no IP
+/// address (e.g. a Unix socket passed as a TCP listener), is not a stream
+/// socket (asyncio: `ValueError('A Stream Socket was expected')`), or if
+/// `listen()` fails.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::TcpListener;
+/// use asyncproto_core::testing::Recorder;
+/// use asyncproto_tokio::{create_server_with_sock, ServerOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let server = create_server_with_sock(Recorder::default, listener, ServerOptions::new())?;
+/// assert_eq!(server.local_addrs(), [addr]);
+/// server.close();
+/// server.wait_closed().await;
+/// # Ok(()) }
+/// ```
+pub fn create_server_with_sock<P, F>(
+    factory: F,
+    listener: std::net::TcpListener,
+    options: ServerOptions,
+) -> Result<Server, Error>
+where
+    P: StreamProtocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    let socket = Socket::from(listener);
+    if socket.r#type()? != Type::STREAM {
+        return Err(
+            io::Error::new(io::ErrorKind::InvalidInput, "a stream socket was expected").into(),
+        );
+    }
+    socket.set_nonblocking(true)?;
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "socket has no IP address"))?;
+    build(factory, vec![(socket, local)], options)
+}
+
 /// Binds `addrs` and builds the server.
 fn serve<P, F>(factory: F, addrs: &[SocketAddr], options: ServerOptions) -> Result<Server, Error>
 where
@@ -390,8 +456,22 @@ where
     if addrs.is_empty() {
         return Err(Error::NoAddresses);
     }
+    let bound = bind_all(addrs, &options)?;
+    build(factory, bound, options)
+}
+
+/// Builds the server on bound (maybe listening) non-blocking sockets.
+fn build<P, F>(
+    factory: F,
+    bound: Vec<(Socket, SocketAddr)>,
+    options: ServerOptions,
+) -> Result<Server, Error>
+where
+    P: StreamProtocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
     let mut state = State::default();
-    for (socket, local) in bind_all(addrs, &options)? {
+    for (socket, local) in bound {
         state.addrs.push(local);
         state.bound.push(socket);
     }

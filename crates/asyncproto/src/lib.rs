@@ -95,6 +95,7 @@ pub use asyncproto_tokio::{
     ACCEPT_RETRY_DELAY, ConnectOptions, ConnectedSocket, ProtocolHandle, ResolveFuture, Resolver,
     Server, ServerOptions, connect_accepted_socket, connect_stream, create_connection,
     create_connection_to_host, create_connection_with_sock, create_server, create_server_on,
+    create_server_with_sock,
 };
 
 /// The sans-IO core, re-exported whole.

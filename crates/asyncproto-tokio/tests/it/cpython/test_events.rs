@@ -434,4 +434,50 @@ mod epoll_event_loop_tests {
         })
         .await;
     }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_server_sock`.
+    ///
+    /// The socket is a `std::net::TcpListener` on 127.0.0.1 (already
+    /// listening, unlike upstream's bound-only socket). "Same socket" is
+    /// checked through the fd: its `/proc/self/fd` link (the socket inode)
+    /// still names the same socket inode after the hand-over (the server did
+    /// not replace it), `local_addrs()` is the socket's own address, and a
+    /// client connecting to it is accepted by the server's protocol.
+    #[tokio::test]
+    async fn test_create_server_sock() {
+        use std::os::fd::AsRawFd;
+
+        use asyncproto_core::testing::Event;
+        use asyncproto_tokio::create_server_with_sock;
+
+        within(10, async {
+            let sock = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = sock.local_addr().expect("addr");
+            let fd = sock.as_raw_fd();
+            let link = |fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).expect("fd open");
+            let inode = link(fd);
+            assert!(inode.to_string_lossy().starts_with("socket:"), "{inode:?}");
+
+            let (factory, mut accepted) = tapped_factory(Recorder::default);
+            let server = create_server_with_sock(factory, sock, ServerOptions::new())
+                .expect("create_server_with_sock");
+            assert!(server.is_serving());
+            assert_eq!(server.local_addrs(), [addr]);
+            assert_eq!(link(fd), inode, "the server holds the very socket");
+
+            let mut client = raw_connect(addr, None).await;
+            let mut conn = accepted.next().await;
+            conn.made().await;
+            client.write_all(b"abc").await.expect("send");
+            assert_eq!(conn.data(3).await, b"abc");
+            drop(client);
+            assert_eq!(conn.until_lost().await, [Event::Eof, Event::Lost(None)]);
+
+            server.close();
+            assert!(refused(addr).await);
+            server.wait_closed().await;
+        })
+        .await;
+    }
 }
