@@ -480,4 +480,91 @@ mod epoll_event_loop_tests {
         })
         .await;
     }
+
+    /// Port of CPython 3.11.7 `test_events.py::EPollEventLoopTests::test_create_server`.
+    ///
+    /// On 127.0.0.1 instead of 0.0.0.0 (loopback only); the client is a
+    /// plain Tokio stream. `MyProto`'s states are the recorded callbacks;
+    /// `transport.close()` is called by the test once the 3 bytes are in.
+    #[tokio::test]
+    async fn test_create_server() {
+        use asyncproto_core::testing::Event;
+        use tokio::io::AsyncReadExt;
+
+        within(10, async {
+            let (factory, mut accepted) = tapped_factory(Recorder::default);
+            let server = create_server(factory, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addrs = server.local_addrs();
+            assert_eq!(addrs.len(), 1);
+            let addr = addrs[0];
+
+            let mut client = raw_connect(addr, None).await;
+            client.write_all(b"xxx").await.expect("send");
+            let mut conn = accepted.next().await;
+            let transport = conn.made().await;
+            assert_eq!(conn.data(3).await, b"xxx");
+
+            assert!(matches!(
+                transport.get_extra_info("sockname"),
+                Some(ExtraInfo::Addr(a)) if a == addr
+            ));
+            let client_addr = client.local_addr().expect("client addr");
+            assert!(matches!(
+                transport.get_extra_info("peername"),
+                Some(ExtraInfo::Addr(a)) if a == client_addr
+            ));
+
+            transport.close();
+            assert_eq!(conn.until_lost().await, [Event::Lost(None)]);
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.expect("EOF");
+            assert!(rest.is_empty());
+
+            server.close();
+            server.wait_closed().await;
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_create_server_reuse_port`.
+    ///
+    /// Upstream reads `SO_REUSEPORT` back from `server.sockets[0]`; the
+    /// server does not expose its listening sockets, so the port tests the
+    /// option through what it does: a `reuse_port(true)` server cannot share
+    /// the port of a default server (the default is off), and two
+    /// `reuse_port(true)` servers share one port (it is on). On 127.0.0.1.
+    #[tokio::test]
+    async fn test_create_server_reuse_port() {
+        within(10, async {
+            let on = ServerOptions::new().reuse_port(true);
+
+            let server = create_server(echo, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addr = server.local_addrs()[0];
+            let err = create_server(echo, addr, on.clone())
+                .await
+                .expect_err("SO_REUSEPORT is off by default");
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+            server.close();
+            server.wait_closed().await;
+
+            let server = create_server(echo, "127.0.0.1:0", on.clone())
+                .await
+                .expect("create_server");
+            let addr = server.local_addrs()[0];
+            let second = create_server(echo, addr, on)
+                .await
+                .expect("SO_REUSEPORT is on with reuse_port(true)");
+            assert_eq!(second.local_addrs(), [addr]);
+            for s in [server, second] {
+                s.close();
+                s.wait_closed().await;
+            }
+        })
+        .await;
+    }
 }
