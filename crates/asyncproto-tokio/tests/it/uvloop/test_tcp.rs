@@ -486,6 +486,151 @@ mod test_aio_tcp {
         })
         .await;
     }
+
+    /// 25 raw clients, each sending 1 MiB (written while the echo is read
+    /// back), half-closing, and checking the echo is exactly what it sent.
+    async fn one_mib_clients(addr: SocketAddr) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        use crate::support::{payload, raw_connect};
+
+        let mut clients = Vec::new();
+        for i in 0..25u64 {
+            clients.push(tokio::spawn(async move {
+                let data = payload(1 << 20, i + 1);
+                let stream = raw_connect(addr, None).await;
+                let (mut rd, mut wr) = stream.into_split();
+                let sent = data.clone();
+                let writer = tokio::spawn(async move {
+                    wr.write_all(&sent).await.expect("send");
+                    wr.shutdown().await.expect("half-close");
+                });
+                let mut back = Vec::with_capacity(data.len());
+                rd.read_to_end(&mut back).await.expect("echo");
+                writer.await.expect("writer");
+                assert!(back == data[..], "client {i}: echo differs");
+            }));
+        }
+        for c in clients {
+            c.await.expect("client task");
+        }
+    }
+
+    /// Adapt of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_server_1`.
+    ///
+    /// Streams are replaced by an echo protocol and raw Tokio clients (25 ×
+    /// 1 MiB each way, as upstream). The server is made once by host
+    /// (127.0.0.1 only: loopback) and once with `create_server_with_sock`
+    /// (upstream's `sock=`). "The listening sockets are closed" after
+    /// `close()` + `wait_closed()` is checked as: connects are refused,
+    /// `local_addrs()` is empty and the server is not serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn test_create_server_1() {
+        use asyncproto_tokio::create_server_with_sock;
+
+        use crate::support::{echo, refused};
+
+        within(120, async {
+            let by_host = create_server(echo, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let sock = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let by_sock = create_server_with_sock(echo, sock, ServerOptions::new())
+                .expect("create_server_with_sock");
+            for srv in [by_host, by_sock] {
+                let addr = srv.local_addrs()[0];
+                assert!(srv.is_serving());
+                one_mib_clients(addr).await;
+                srv.close();
+                srv.wait_closed().await;
+                assert!(!srv.is_serving());
+                assert!(srv.local_addrs().is_empty());
+                assert!(refused(addr).await);
+            }
+        })
+        .await;
+    }
+
+    /// Sends `()` when dropped: the factory's captured state is freed.
+    struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+    impl Drop for DropSignal {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Adapt of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_server_7`.
+    ///
+    /// Pins what dropping the `Server` handle does: like asyncio (where the
+    /// loop holds the server), the server keeps serving. Upstream then gets
+    /// the server back from a weakref to `close()` it; with no handle left,
+    /// the port closes it through its `shutdown_on` token (the only way to
+    /// reach a server whose handles are all dropped) and, instead of a
+    /// weakref after `gc.collect()`, waits for a Drop flag in the factory's
+    /// captured state: the server and its factory are freed after the close.
+    /// A first server, with no token, shows that serving without handles
+    /// does not depend on the token's watcher.
+    #[tokio::test]
+    async fn test_create_server_7() {
+        use std::time::Duration;
+
+        use tokio::io::AsyncReadExt;
+        use tokio_util::sync::CancellationToken;
+
+        use crate::support::{raw_connect, read_to_end};
+
+        fn hello() -> Recorder {
+            Recorder::default().on_event(|event, t| {
+                if *event == Event::Made {
+                    t.write("hello").expect("write");
+                }
+            })
+        }
+
+        within(10, async {
+            // No handle and no token: still serving.
+            let srv = create_server(hello, "127.0.0.1:0", ServerOptions::new())
+                .await
+                .expect("create_server");
+            let addr = srv.local_addrs()[0];
+            drop(srv);
+            let mut s = raw_connect(addr, None).await;
+            let mut d = [0u8; 5];
+            s.read_exact(&mut d).await.expect("hello");
+            assert_eq!(&d, b"hello");
+            drop(s);
+
+            // No handle, closed through its token, then freed.
+            let (tx, freed) = tokio::sync::oneshot::channel();
+            let flag = DropSignal(Some(tx));
+            let factory = move || {
+                let _captured = &flag;
+                hello()
+            };
+            let token = CancellationToken::new();
+            let opts = ServerOptions::new().shutdown_on(token.clone(), Duration::from_secs(5));
+            let srv = create_server(factory, "127.0.0.1:0", opts)
+                .await
+                .expect("create_server");
+            let addr = srv.local_addrs()[0];
+            drop(srv);
+            let mut s = raw_connect(addr, None).await;
+            let mut d = [0u8; 5];
+            s.read_exact(&mut d).await.expect("hello");
+            assert_eq!(&d, b"hello");
+
+            token.cancel();
+            // The shutdown closes the connection (after flushing) and frees
+            // the server.
+            assert!(read_to_end(&mut s).await.is_empty());
+            freed.await.expect("the factory's state is freed");
+            assert!(crate::support::refused(addr).await);
+        })
+        .await;
+    }
 }
 
 mod test_uv_tcp {
