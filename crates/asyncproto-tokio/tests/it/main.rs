@@ -19,4 +19,5 @@ mod shutdown_token;
 mod sockets;
 mod stress;
 mod support;
+mod switch;
 mod uvloop;
