@@ -31,8 +31,8 @@ use crate::{
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM), accepting pauses this long.
 pub const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
-/// Options for [`create_server`] and [`create_server_on`], with asyncio's
-/// defaults.
+/// Options for [`create_server`], [`create_server_on`] and
+/// [`create_server_with_sock`], with asyncio's defaults.
 ///
 /// # Examples
 ///
@@ -160,7 +160,8 @@ impl ServerOptions {
     }
 }
 
-/// A listening TCP server (asyncio: `Server`), returned by [`create_server`].
+/// A listening TCP server (asyncio: `Server`), returned by [`create_server`],
+/// [`create_server_on`] and [`create_server_with_sock`].
 ///
 /// Cloning gives another handle to the same server. Dropping every handle does
 /// not stop it, as in asyncio: call [`close`](Self::close).

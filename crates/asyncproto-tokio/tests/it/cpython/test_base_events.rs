@@ -491,4 +491,56 @@ mod base_event_loop_with_selector_tests {
         })
         .await;
     }
+
+    /// Adapt of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_server_wrong_sock`.
+    ///
+    /// The type system takes a `std::net::TcpListener`, so a UDP socket can
+    /// only get there through an fd conversion (`OwnedFd` → `TcpListener`);
+    /// it is rejected with `ErrorKind::InvalidInput` (asyncio:
+    /// `ValueError('A Stream Socket was expected')`).
+    #[tokio::test]
+    async fn test_create_server_wrong_sock() {
+        use std::os::fd::OwnedFd;
+
+        use asyncproto_tokio::create_server_with_sock;
+
+        within(10, async {
+            let udp = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+            let sock = std::net::TcpListener::from(OwnedFd::from(udp));
+            let err = create_server_with_sock(Recorder::default, sock, ServerOptions::new())
+                .expect_err("a datagram socket");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err:?}");
+        })
+        .await;
+    }
+
+    /// Port of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_server_stream_bittype`.
+    ///
+    /// `SOCK_NONBLOCK` in the socket type becomes a listener already put in
+    /// non-blocking mode; the server takes it, serves on it, and closes
+    /// cleanly.
+    #[tokio::test]
+    async fn test_create_server_stream_bittype() {
+        use asyncproto_tokio::create_server_with_sock;
+
+        use crate::support::{raw_connect, refused, tapped_factory};
+
+        within(10, async {
+            let sock = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            sock.set_nonblocking(true).expect("O_NONBLOCK");
+            let addr = sock.local_addr().expect("addr");
+            let (factory, mut accepted) = tapped_factory(Recorder::default);
+            let srv = create_server_with_sock(factory, sock, ServerOptions::new())
+                .expect("create_server_with_sock");
+            let client = raw_connect(addr, None).await;
+            accepted.next().await.made().await;
+            drop(client);
+            srv.close();
+            srv.wait_closed().await;
+            assert!(refused(addr).await);
+        })
+        .await;
+    }
 }
