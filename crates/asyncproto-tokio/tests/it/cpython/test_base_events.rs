@@ -543,4 +543,35 @@ mod base_event_loop_with_selector_tests {
         })
         .await;
     }
+
+    /// Port of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_server_ipv6`:
+    /// a server on `::1` port 0 has at least one listening socket, on a real
+    /// port. Skipped (with a printed reason) where `::1` is unavailable.
+    #[tokio::test]
+    async fn test_create_server_ipv6() {
+        if crate::happy_eyeballs::skip_without_ipv6("test_create_server_ipv6") {
+            return;
+        }
+        within(10, async {
+            let server = asyncproto_tokio::create_server(
+                asyncproto_core::testing::Recorder::default,
+                "[::1]:0",
+                asyncproto_tokio::ServerOptions::new(),
+            )
+            .await
+            .expect("create_server on ::1");
+            let addrs = server.local_addrs();
+            assert!(!addrs.is_empty());
+            assert!(
+                addrs.iter().all(|a| a.is_ipv6() && a.port() != 0),
+                "{addrs:?}"
+            );
+            let conn = tokio::net::TcpStream::connect(addrs[0]).await;
+            assert!(conn.is_ok(), "a client reaches the v6 listener");
+            server.close();
+            server.wait_closed().await;
+        })
+        .await;
+    }
 }
