@@ -17,10 +17,9 @@ use bytes::BytesMut;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
-use tracing::Instrument;
 
 use crate::{
-    conn::{PollIo, ProtocolHandle, run},
+    conn::{PollIo, ProtocolHandle, spawn_connection},
     error::Error,
 };
 
@@ -656,26 +655,8 @@ pub(crate) fn establish<P: StreamProtocol>(
     keepalive: Option<Duration>,
 ) -> Result<(Transport, ProtocolHandle<P>), Error> {
     let peer = stream.peer_addr().ok();
-    let (mut conn, io) = tcp_connection(protocol, stream, peer, nodelay, keepalive);
-    let span = conn_span(peer, "client");
-    let started = span.in_scope(|| conn.start());
-    if !started {
-        let err = match conn.error() {
-            Some(asyncproto_core::Error::ProtocolPanicked { callback, message }) => {
-                asyncproto_core::Error::ProtocolPanicked {
-                    callback: *callback,
-                    message: message.clone(),
-                }
-            }
-            _ => asyncproto_core::Error::Cancelled,
-        };
-        drop(io);
-        span.in_scope(|| drop(conn.finish()));
-        return Err(Error::Protocol(err));
-    }
-    let transport = conn.transport().clone();
-    let join = tokio::spawn(run(conn, io).instrument(span));
-    Ok((transport, ProtocolHandle { join }))
+    let (conn, io) = tcp_connection(protocol, stream, peer, nodelay, keepalive);
+    spawn_connection(conn, io, conn_span(peer, "client"))
 }
 
 pub(crate) fn conn_span(peer: Option<SocketAddr>, side: &'static str) -> tracing::Span {
