@@ -124,6 +124,17 @@ pub enum Status {
     Done,
 }
 
+/// What one read got.
+#[derive(Debug)]
+enum Got {
+    /// Bytes for a data protocol's `data_received`.
+    Data(Bytes),
+    /// Bytes already in a buffered protocol's buffer: `buffer_updated(n)`.
+    Count(usize),
+    /// The peer's EOF.
+    Eof,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     New,
@@ -153,14 +164,9 @@ pub struct Connection<P: StreamProtocol> {
     phase: Phase,
     /// EOF was delivered (or taken as delivered): nothing more is read.
     read_eof: bool,
-    /// Data read while a concurrent `pause_reading()` landed: delivered after
-    /// the resume.
-    held: Option<Bytes>,
-    /// Bytes a buffered protocol's buffer received while a concurrent
-    /// `pause_reading()` landed: `buffer_updated` after the resume.
-    held_count: usize,
-    /// EOF read while a concurrent `pause_reading()` landed.
-    held_eof: bool,
+    /// What a read got while a concurrent `pause_reading()` landed: delivered
+    /// after the resume. Nothing more is read while something is held.
+    held: Option<Got>,
     eof_sent: bool,
     /// The error `connection_lost` will get; the first one wins.
     error: Option<Error>,
@@ -178,8 +184,6 @@ impl<P: StreamProtocol> Connection<P> {
             phase: Phase::New,
             read_eof: false,
             held: None,
-            held_count: 0,
-            held_eof: false,
             eof_sent: false,
             error: None,
             read_size: MIN_READ_SIZE * 4,
@@ -255,45 +259,49 @@ impl<P: StreamProtocol> Connection<P> {
         }
         let mut reads = 0;
         loop {
-            let (aborted, closing, read_paused, switch) = {
+            // One lock for the iteration's snapshot. The pause check comes
+            // before the send attempt: a protocol that writes until the buffer
+            // is over high, then waits for resume_writing, must get the pause
+            // even if the send then takes most of it (it would otherwise wait
+            // forever for a resume).
+            let (aborted, closing, read_paused, switch, pause) = {
                 let mut st = self.transport.lock();
                 st.dirty = false;
+                let pause = if st.aborted {
+                    None
+                } else {
+                    st.buf.check_pause()
+                };
                 (
                     st.aborted,
                     st.closing,
                     st.read_paused,
                     st.pending_protocol.take(),
+                    pause,
                 )
             };
+            // A switch applies first, also on an aborted connection: the new
+            // protocol gets the pause edge, if any, and connection_lost.
+            let switched = switch.is_some();
             if let Some(new) = switch {
                 self.switch_protocol(new);
             }
             if aborted {
                 return self.done();
             }
-            if !read_paused && !closing {
-                if let Some(data) = self.held.take() {
-                    self.deliver_data(data);
-                    continue;
-                }
-                if self.held_count > 0 {
-                    let n = std::mem::take(&mut self.held_count);
-                    self.deliver_buffer_updated(n);
-                    continue;
-                }
-                if self.held_eof {
-                    self.held_eof = false;
-                    self.deliver_eof();
-                    continue;
-                }
-            }
-            // The pause check comes before the send attempt: a protocol that
-            // writes until the buffer is over high, then waits for
-            // resume_writing, must get the pause even if the send then takes
-            // most of it (it would otherwise wait forever for a resume).
-            let pause = self.transport.lock().buf.check_pause();
             if pause.is_some() {
                 self.call(Callback::PauseWriting, |p| p.pause_writing());
+                continue;
+            }
+            if switched {
+                // The switch may have run a callback (a held buffer_updated):
+                // take a fresh snapshot before sending.
+                continue;
+            }
+            if !read_paused && !closing && self.held.is_some() {
+                if let Some(got) = self.held.take() {
+                    self.deliver(got);
+                }
                 continue;
             }
             if self.flush(io) {
@@ -302,13 +310,7 @@ impl<P: StreamProtocol> Connection<P> {
             if self.close_or_shutdown(io) {
                 return self.done();
             }
-            if !closing
-                && !read_paused
-                && !self.read_eof
-                && self.held.is_none()
-                && self.held_count == 0
-                && !self.held_eof
-            {
+            if !closing && !read_paused && !self.read_eof && self.held.is_none() {
                 if reads >= READS_PER_DRIVE {
                     self.transport.lock().running = false;
                     return Status::Yield;
@@ -512,22 +514,10 @@ impl<P: StreamProtocol> Connection<P> {
             }
         });
         match res {
-            Ok(None) => {
-                if self.transport.lock().read_paused {
-                    self.held_eof = true;
-                } else {
-                    self.deliver_eof();
-                }
-                true
-            }
+            Ok(None) => self.deliver_or_hold(Got::Eof),
             Ok(Some((data, spare))) => {
                 self.adapt_read_size(data.len(), spare);
-                if self.transport.lock().read_paused {
-                    self.held = Some(data);
-                } else {
-                    self.deliver_data(data);
-                }
-                true
+                self.deliver_or_hold(Got::Data(data))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             Err(e) => {
@@ -573,27 +563,33 @@ impl<P: StreamProtocol> Connection<P> {
                 self.fail(Error::EmptyBuffer);
                 true
             }
-            Ok(Outcome::Read(Ok(0))) => {
-                if self.transport.lock().read_paused {
-                    self.held_eof = true;
-                } else {
-                    self.deliver_eof();
-                }
-                true
-            }
-            Ok(Outcome::Read(Ok(n))) => {
-                if self.transport.lock().read_paused {
-                    self.held_count = n;
-                } else {
-                    self.deliver_buffer_updated(n);
-                }
-                true
-            }
+            Ok(Outcome::Read(Ok(0))) => self.deliver_or_hold(Got::Eof),
+            Ok(Outcome::Read(Ok(n))) => self.deliver_or_hold(Got::Count(n)),
             Ok(Outcome::Read(Err(e))) if e.kind() == io::ErrorKind::WouldBlock => false,
             Ok(Outcome::Read(Err(e))) => {
                 self.fail_io(e);
                 true
             }
+        }
+    }
+
+    /// Delivers what a read got, or holds it if a `pause_reading()` from
+    /// another thread landed during the read. Returns true (something
+    /// happened).
+    fn deliver_or_hold(&mut self, got: Got) -> bool {
+        if self.transport.lock().read_paused {
+            self.held = Some(got);
+        } else {
+            self.deliver(got);
+        }
+        true
+    }
+
+    fn deliver(&mut self, got: Got) {
+        match got {
+            Got::Data(data) => self.deliver_data(data),
+            Got::Count(n) => self.deliver_buffer_updated(n),
+            Got::Eof => self.deliver_eof(),
         }
     }
 
@@ -679,8 +675,8 @@ impl<P: StreamProtocol> Connection<P> {
     /// cross-thread pause landed) belong to it: it gets their
     /// `buffer_updated` first. Held `Bytes` go to the new protocol.
     fn switch_protocol(&mut self, new: Box<dyn StreamProtocol>) {
-        if self.held_count > 0 {
-            let n = std::mem::take(&mut self.held_count);
+        if let Some(Got::Count(n)) = self.held {
+            self.held = None;
             self.deliver_buffer_updated(n);
         }
         tracing::debug!("protocol switched");
