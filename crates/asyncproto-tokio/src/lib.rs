@@ -42,6 +42,7 @@
 mod conn;
 mod error;
 mod server;
+mod socket;
 mod stream;
 mod tcp;
 

@@ -5,7 +5,7 @@
 use std::{
     future::Future,
     io::{self, IoSlice},
-    net::{Shutdown, SocketAddr},
+    net::SocketAddr,
     pin::{Pin, pin},
     sync::Arc,
     task::{Context, Poll, ready},
@@ -13,7 +13,6 @@ use std::{
 
 use asyncproto_core::{StreamProtocol, Transport, TransportInfo, lifecycle::Connection};
 use bytes::BytesMut;
-use socket2::SockRef;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf},
     net::{TcpStream, UnixStream},
@@ -370,49 +369,6 @@ fn conn_span(
         }
         (Some(side), None) => tracing::info_span!(parent: None, "conn", kind, side),
         (None, _) => tracing::info_span!(parent: None, "conn", kind),
-    }
-}
-
-/// A Unix stream as the connection task polls it. The `Arc` lets the
-/// transport lend the socket to `with_socket` while the task reads and writes
-/// it through `&UnixStream`.
-impl PollIo for Arc<UnixStream> {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_read_ready(cx))?;
-            match self.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                res => return Poll::Ready(res),
-            }
-        }
-    }
-
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_read_ready(cx))?;
-            match self.try_read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                res => return Poll::Ready(res),
-            }
-        }
-    }
-
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_write_ready(cx))?;
-            match self.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                res => return Poll::Ready(res),
-            }
-        }
-    }
-
-    fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(SockRef::from(&**self).shutdown(Shutdown::Write))
     }
 }
 

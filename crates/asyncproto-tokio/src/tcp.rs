@@ -4,22 +4,20 @@
 use std::{
     fmt,
     future::{Future, poll_fn},
-    io::{self, IoSlice},
-    net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6},
+    io,
+    net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
     pin::{Pin, pin},
     sync::Arc,
-    task::{Context, Poll, ready},
+    task::Poll,
     time::Duration,
 };
 
 use asyncproto_core::{StreamProtocol, Transport, TransportInfo, lifecycle::Connection};
-use bytes::BytesMut;
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::Interest;
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
 
 use crate::{
-    conn::{PollIo, ProtocolHandle, spawn_connection},
+    conn::{ProtocolHandle, spawn_connection},
     error::Error,
 };
 
@@ -673,7 +671,7 @@ pub(crate) fn tcp_connection<P: StreamProtocol>(
     peer: Option<SocketAddr>,
     nodelay: bool,
     keepalive: Option<Duration>,
-) -> (Connection<P>, TcpIo) {
+) -> (Connection<P>, Arc<TcpStream>) {
     if let Err(e) = stream.set_nodelay(nodelay) {
         tracing::debug!(error = %e, "setting TCP_NODELAY failed");
     }
@@ -693,78 +691,5 @@ pub(crate) fn tcp_connection<P: StreamProtocol>(
     let stream = Arc::new(stream);
     let mut conn = Connection::new(protocol, info);
     conn.set_socket(stream.clone());
-    (conn, TcpIo(stream))
-}
-
-/// A TCP stream as the connection task polls it. The `Arc` lets the transport
-/// lend the socket to `with_socket` while the task reads and writes it through
-/// `&TcpStream`.
-#[derive(Debug)]
-pub(crate) struct TcpIo(Arc<TcpStream>);
-
-/// Waits for read readiness and reads with `read`. On Linux a read that
-/// returned less than `want` (but not EOF) drained the socket's receive
-/// queue, so read readiness is cleared at once — the next poll parks without
-/// a `recv` that would only return `EAGAIN`. Tokio's own `TcpStream::poll_read`
-/// does the same; the readiness event is the one observed *before* the read,
-/// so data that arrived during it is not lost.
-fn poll_read_clearing(
-    stream: &TcpStream,
-    cx: &mut Context<'_>,
-    want: usize,
-    mut read: impl FnMut() -> io::Result<usize>,
-) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(stream.poll_read_ready(cx))?;
-        let mut short = None;
-        let res = stream.try_io(Interest::READABLE, || match read() {
-            Ok(n) if cfg!(any(target_os = "linux", target_os = "android")) && n > 0 && n < want => {
-                // Report WouldBlock to try_io so that it clears readiness
-                // with the event it took before the read; the data is
-                // returned below.
-                short = Some(n);
-                Err(io::ErrorKind::WouldBlock.into())
-            }
-            other => other,
-        });
-        if let Some(n) = short {
-            return Poll::Ready(Ok(n));
-        }
-        match res {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            res => return Poll::Ready(res),
-        }
-    }
-}
-
-impl PollIo for TcpIo {
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        let stream = &*self.0;
-        let want = buf.capacity() - buf.len();
-        poll_read_clearing(stream, cx, want, || stream.try_read_buf(buf))
-    }
-
-    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let stream = &*self.0;
-        let want = buf.len();
-        poll_read_clearing(stream, cx, want, || stream.try_read(buf))
-    }
-
-    fn poll_write_vectored(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                res => return Poll::Ready(res),
-            }
-        }
-    }
-
-    fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(SockRef::from(&*self.0).shutdown(Shutdown::Write))
-    }
+    (conn, stream)
 }
