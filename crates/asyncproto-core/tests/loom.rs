@@ -328,6 +328,16 @@ impl StreamIo for Io {
         }
     }
 
+    // The models drive data protocols only; a buffered read is a copy of
+    // the same scripted chunk.
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut tmp = BytesMut::new();
+        let n = self.read(&mut tmp)?;
+        assert!(n <= buf.len(), "scripted chunks fit the models' buffers");
+        buf[..n].copy_from_slice(&tmp);
+        Ok(n)
+    }
+
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         assert!(!self.closed, "a write after the connection was done");
         if self.chunk > 0 && !self.blocked_last {
