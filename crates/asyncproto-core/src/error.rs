@@ -1,6 +1,6 @@
 //! The core's error type.
 
-use std::{error::Error as StdError, fmt, io};
+use std::{error::Error as StdError, fmt, io, time::Duration};
 
 /// Errors from transports, flow control and protocol callbacks.
 ///
@@ -58,6 +58,29 @@ pub enum Error {
     ///
     /// Maps to [`io::ErrorKind::ConnectionAborted`].
     Cancelled,
+    /// The transport is closing or closed, so the operation cannot start
+    /// (e.g. `start_tls` on a closed transport).
+    ///
+    /// Maps to [`io::ErrorKind::NotConnected`].
+    Closed,
+    /// The TLS handshake did not finish within the handshake timeout
+    /// (asyncio: `ConnectionAbortedError('SSL handshake is taking longer than
+    /// … seconds: aborting the connection')`).
+    ///
+    /// Maps to [`io::ErrorKind::TimedOut`].
+    TlsHandshakeTimeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// After `close()`, the TLS shutdown (flushing, sending `close_notify`
+    /// and waiting for the peer's) did not finish within the shutdown
+    /// timeout (asyncio: `TimeoutError('SSL shutdown timed out')`).
+    ///
+    /// Maps to [`io::ErrorKind::TimedOut`].
+    TlsShutdownTimeout {
+        /// The timeout that expired.
+        after: Duration,
+    },
     /// An OS error; `source()` returns it (asyncio: the `OSError` itself, e.g.
     /// `ConnectionResetError`).
     Io(io::Error),
@@ -118,6 +141,10 @@ impl Error {
             Self::EmptyBuffer => io::ErrorKind::InvalidInput,
             Self::ProtocolPanicked { .. } => io::ErrorKind::Other,
             Self::Cancelled => io::ErrorKind::ConnectionAborted,
+            Self::Closed => io::ErrorKind::NotConnected,
+            Self::TlsHandshakeTimeout { .. } | Self::TlsShutdownTimeout { .. } => {
+                io::ErrorKind::TimedOut
+            }
             Self::Io(e) => e.kind(),
         }
     }
@@ -138,6 +165,13 @@ impl fmt::Display for Error {
             }
             Self::EmptyBuffer => f.write_str("get_buffer() returned an empty buffer"),
             Self::Cancelled => f.write_str("connection task dropped before the connection ended"),
+            Self::Closed => f.write_str("transport is closing or closed"),
+            Self::TlsHandshakeTimeout { after } => write!(
+                f,
+                "TLS handshake is taking longer than {} seconds: aborting the connection",
+                after.as_secs_f64()
+            ),
+            Self::TlsShutdownTimeout { .. } => f.write_str("TLS shutdown timed out"),
             Self::Io(_) => f.write_str("i/o error"),
         }
     }

@@ -12,16 +12,30 @@ use std::{fmt, net::SocketAddr};
 #[cfg(unix)]
 use std::os::fd::RawFd;
 
+#[cfg(feature = "tls")]
+use crate::tls::TlsConfig as TlsConfigRef;
+
 /// asyncio's key for the remote address.
 pub const PEERNAME: &str = "peername";
 /// asyncio's key for the local address.
 pub const SOCKNAME: &str = "sockname";
 /// asyncio's key for the socket.
 pub const SOCKET: &str = "socket";
+/// asyncio's key for a TLS peer's certificate.
+pub const PEERCERT: &str = "peercert";
+/// asyncio's key for a TLS session's cipher.
+pub const CIPHER: &str = "cipher";
+/// asyncio's key for a TLS session's compression (always `None`: TLS
+/// compression is insecure and `rustls` does not implement it).
+pub const COMPRESSION: &str = "compression";
+/// asyncio's key for the TLS context (here the `rustls` configuration).
+pub const SSLCONTEXT: &str = "sslcontext";
+/// asyncio's key for the TLS session object (here a [`TlsInfo`](crate::tls::TlsInfo)).
+pub const SSL_OBJECT: &str = "ssl_object";
 
 /// A value answered by [`get_extra_info`](crate::Transport::get_extra_info).
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ExtraInfo {
     /// An IP address and port (`peername`, `sockname`).
     Addr(SocketAddr),
@@ -30,6 +44,19 @@ pub enum ExtraInfo {
     /// for safe access (e.g. with `socket2::SockRef`).
     #[cfg(unix)]
     Fd(RawFd),
+    /// The TLS peer's leaf certificate, DER (`peercert`; asyncio answers a
+    /// dict of its fields).
+    #[cfg(feature = "tls")]
+    PeerCert(rustls::pki_types::CertificateDer<'static>),
+    /// The negotiated cipher (`cipher`).
+    #[cfg(feature = "tls")]
+    Cipher(crate::tls::Cipher),
+    /// The `rustls` configuration (`sslcontext`).
+    #[cfg(feature = "tls")]
+    SslContext(crate::tls::TlsConfig),
+    /// The TLS session's details (`ssl_object`).
+    #[cfg(feature = "tls")]
+    SslObject(std::sync::Arc<crate::tls::TlsInfo>),
 }
 
 impl ExtraInfo {
@@ -37,8 +64,11 @@ impl ExtraInfo {
     pub fn as_addr(&self) -> Option<SocketAddr> {
         match self {
             Self::Addr(a) => Some(*a),
-            #[cfg(unix)]
-            Self::Fd(_) => None,
+            #[allow(
+                unreachable_patterns,
+                reason = "other variants exist with some features"
+            )]
+            _ => None,
         }
     }
 }
@@ -49,6 +79,16 @@ impl fmt::Display for ExtraInfo {
             Self::Addr(a) => a.fmt(f),
             #[cfg(unix)]
             Self::Fd(fd) => write!(f, "fd {fd}"),
+            #[cfg(feature = "tls")]
+            Self::PeerCert(c) => write!(f, "certificate ({} bytes DER)", c.len()),
+            #[cfg(feature = "tls")]
+            Self::Cipher(c) => c.fmt(f),
+            #[cfg(feature = "tls")]
+            Self::SslContext(TlsConfigRef::Client(_)) => f.write_str("TLS client config"),
+            #[cfg(feature = "tls")]
+            Self::SslContext(TlsConfigRef::Server(_)) => f.write_str("TLS server config"),
+            #[cfg(feature = "tls")]
+            Self::SslObject(i) => write!(f, "TLS session ({:?})", i.protocol_version()),
         }
     }
 }

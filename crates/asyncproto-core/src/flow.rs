@@ -205,6 +205,23 @@ impl WriteBuffer {
         }
         n
     }
+
+    /// As [`chunks_vectored`](Self::chunks_vectored), but the slices hold at
+    /// most `max` bytes in total (the last one is cut short).
+    pub fn chunks_vectored_max<'a>(&'a self, dst: &mut [IoSlice<'a>], max: usize) -> usize {
+        let mut n = 0;
+        let mut left = max;
+        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
+            if left == 0 {
+                break;
+            }
+            let take = chunk.len().min(left);
+            *slot = IoSlice::new(&chunk[..take]);
+            left -= take;
+            n += 1;
+        }
+        n
+    }
 }
 
 #[cfg(test)]

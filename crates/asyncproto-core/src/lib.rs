@@ -80,6 +80,8 @@ pub mod lifecycle;
 pub mod protocol;
 mod sync;
 pub mod testing;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 
 pub use bytes::Bytes;
@@ -91,5 +93,7 @@ pub use crate::{
     transport::Transport,
 };
 
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsInfo;
 #[cfg(unix)]
 pub use crate::transport::SocketLike;

@@ -45,7 +45,7 @@ use crate::{
     extra_info::TransportInfo,
     flow::{FlowEvent, MAX_IOVECS},
     protocol::{BufferReceiver, Receiver, StreamProtocol},
-    transport::Transport,
+    transport::{Transport, Upgrade},
 };
 
 #[cfg(unix)]
@@ -122,6 +122,55 @@ pub enum Status {
     /// The connection is over: drop (close) the I/O object, then call
     /// [`Connection::finish`].
     Done,
+    /// An upgrade requested with [`request_upgrade`] is due: everything
+    /// written before the request has been sent and nothing more will be
+    /// read. Take it with [`Connection::take_upgrade`], perform it (e.g. the
+    /// TLS handshake) over the I/O object, then call
+    /// [`Connection::enter_tls`] and drive on, or [`Connection::fail`] and
+    /// drive to the end.
+    Upgrade,
+}
+
+/// asyncio's TLS write-buffer high-water mark (512 KiB); the low mark is a
+/// quarter of it (128 KiB). [`Connection::enter_tls`] sets these limits.
+pub const TLS_HIGH_WATER: usize = 512 * 1024;
+
+/// Asks the connection behind `transport` to upgrade its byte stream (the
+/// first step of `start_tls`); `request` is the backend's description of the
+/// upgrade, handed back by [`Connection::take_upgrade`].
+///
+/// Bytes written before this call are sent over the current stream; bytes
+/// written after it wait for the upgrade. From the moment of the call nothing
+/// more is read from the current stream (the peer's next bytes belong to the
+/// upgraded one), and nothing read but not yet delivered is delivered: it is
+/// handed back with the request. When the upgrade is due,
+/// [`Connection::drive`] returns [`Status::Upgrade`].
+///
+/// `close()` before the upgrade is due aborts the connection (asyncio: a
+/// close during the handshake aborts), dropping `request`.
+///
+/// # Errors
+///
+/// - [`Error::Closed`] if the transport is closing;
+/// - [`Error::Unsupported`] (method `"start_tls"`) if the transport already
+///   runs TLS or another upgrade is pending.
+pub fn request_upgrade(transport: &Transport, request: Box<dyn Any + Send>) -> Result<(), Error> {
+    let mut st = transport.lock();
+    if st.closing {
+        return Err(Error::Closed);
+    }
+    if st.tls || st.upgrade.is_some() {
+        return Err(Error::Unsupported {
+            method: "start_tls",
+        });
+    }
+    let plain_left = st.buf.len();
+    st.upgrade = Some(Upgrade {
+        plain_left,
+        request,
+    });
+    Transport::notify(&mut st);
+    Ok(())
 }
 
 /// What one read got.
@@ -168,6 +217,12 @@ pub struct Connection<P: StreamProtocol> {
     /// after the resume. Nothing more is read while something is held.
     held: Option<Got>,
     eof_sent: bool,
+    /// The stream runs TLS: `eof_received` cannot keep it half-open, and
+    /// `close()` sends `close_notify` and waits for the peer's.
+    tls: bool,
+    /// TLS close: our `close_notify` is out; reading (and discarding) until
+    /// the peer's arrives.
+    draining: bool,
     /// The error `connection_lost` will get; the first one wins.
     error: Option<Error>,
     read_size: usize,
@@ -185,6 +240,8 @@ impl<P: StreamProtocol> Connection<P> {
             read_eof: false,
             held: None,
             eof_sent: false,
+            tls: false,
+            draining: false,
             error: None,
             read_size: MIN_READ_SIZE * 4,
         }
@@ -218,6 +275,64 @@ impl<P: StreamProtocol> Connection<P> {
     /// The error `connection_lost` will receive, if the connection failed.
     pub fn error(&self) -> Option<&Error> {
         self.error.as_ref()
+    }
+
+    /// After [`drive`](Self::drive) returned [`Status::Upgrade`]: the
+    /// backend's upgrade request (from [`request_upgrade`]) and the bytes
+    /// already read from the old stream but not delivered, which belong to
+    /// the upgraded stream (feed them to it first).
+    ///
+    /// Returns `None` if no upgrade is due.
+    pub fn take_upgrade(&mut self) -> Option<(Box<dyn Any + Send>, Option<Bytes>)> {
+        let up = {
+            let mut st = self.transport.lock();
+            if st.upgrade.as_ref().is_none_or(|u| u.plain_left != 0) {
+                return None;
+            }
+            st.upgrade.take()?
+        };
+        let held = match self.held.take() {
+            Some(Got::Data(b)) => Some(b),
+            Some(Got::Count(n)) => {
+                // Already in the protocol's own buffer: it is the protocol's.
+                self.deliver_buffer_updated(n);
+                None
+            }
+            Some(Got::Eof) => {
+                self.held = Some(Got::Eof);
+                None
+            }
+            None => None,
+        };
+        Some((up.request, held))
+    }
+
+    /// Switches the connection to TLS rules, once the handshake has finished
+    /// (at creation, or after an upgrade): `can_write_eof()` becomes false,
+    /// `eof_received` cannot keep the connection half-open, `close()` sends
+    /// `close_notify` and waits for the peer's, and the write-buffer limits
+    /// become asyncio's TLS defaults ([`TLS_HIGH_WATER`], a quarter of it
+    /// low).
+    pub fn enter_tls(&mut self) {
+        self.tls = true;
+        let mut st = self.transport.lock();
+        st.tls = true;
+        let _ = st.buf.set_limits(Some(TLS_HIGH_WATER), None);
+        Transport::notify(&mut st);
+    }
+
+    /// Gives the transport its TLS session's details (feature `tls`); call
+    /// with [`enter_tls`](Self::enter_tls).
+    #[cfg(feature = "tls")]
+    pub fn set_tls_info(&mut self, info: crate::tls::TlsInfo) {
+        self.transport.lock().tls_info = Some(std::sync::Arc::new(info));
+    }
+
+    /// Whether a TLS `close()` is under way: the backend bounds it with its
+    /// shutdown timeout, then [`fail`](Self::fail)s the connection with
+    /// [`Error::TlsShutdownTimeout`].
+    pub fn tls_closing(&self) -> bool {
+        self.tls && self.phase == Phase::Open && self.transport.lock().closing
     }
 
     /// Delivers `connection_made`. Returns `false` if it panicked; the
@@ -264,9 +379,19 @@ impl<P: StreamProtocol> Connection<P> {
             // is over high, then waits for resume_writing, must get the pause
             // even if the send then takes most of it (it would otherwise wait
             // forever for a resume).
-            let (aborted, closing, read_paused, switch, pause) = {
+            let (aborted, closing, read_paused, switch, pause, upgrading) = {
                 let mut st = self.transport.lock();
                 st.dirty = false;
+                if st.closing && st.upgrade.is_some() {
+                    // A close (or failure) before a pending upgrade was due:
+                    // abort, as asyncio does when closed during a handshake;
+                    // the bytes for the upgraded stream must not go out
+                    // plain.
+                    st.upgrade = None;
+                    st.buf.clear();
+                    st.aborted = true;
+                    st.conn_lost = st.conn_lost.max(1);
+                }
                 let pause = if st.aborted {
                     None
                 } else {
@@ -278,6 +403,7 @@ impl<P: StreamProtocol> Connection<P> {
                     st.read_paused,
                     st.pending_protocol.take(),
                     pause,
+                    st.upgrade.is_some(),
                 )
             };
             // A switch applies first, also on an aborted connection: the new
@@ -298,7 +424,7 @@ impl<P: StreamProtocol> Connection<P> {
                 // take a fresh snapshot before sending.
                 continue;
             }
-            if !read_paused && !closing && self.held.is_some() {
+            if !read_paused && !closing && !upgrading && self.held.is_some() {
                 if let Some(got) = self.held.take() {
                     self.deliver(got);
                 }
@@ -307,10 +433,26 @@ impl<P: StreamProtocol> Connection<P> {
             if self.flush(io) {
                 continue;
             }
+            if upgrading {
+                let mut st = self.transport.lock();
+                if st.upgrade.as_ref().is_some_and(|u| u.plain_left == 0) {
+                    st.running = false;
+                    return Status::Upgrade;
+                }
+            }
             if self.close_or_shutdown(io) {
                 return self.done();
             }
-            if !closing && !read_paused && !self.read_eof && self.held.is_none() {
+            if self.draining && !self.read_eof {
+                if self.read_discard(io) {
+                    continue;
+                }
+            } else if !closing
+                && !read_paused
+                && !upgrading
+                && !self.read_eof
+                && self.held.is_none()
+            {
                 if reads >= READS_PER_DRIVE {
                     self.transport.lock().running = false;
                     return Status::Yield;
@@ -398,6 +540,7 @@ impl<P: StreamProtocol> Connection<P> {
         st.conn_lost = st.conn_lost.max(1);
         st.running = false;
         st.waker = None;
+        st.upgrade = None;
         #[cfg(unix)]
         {
             st.socket = None;
@@ -413,7 +556,13 @@ impl<P: StreamProtocol> Connection<P> {
                 return false;
             }
             let mut slots = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = st.buf.chunks_vectored(&mut slots);
+            let n = match &st.upgrade {
+                None => st.buf.chunks_vectored(&mut slots),
+                // Only the bytes written before the upgrade request go out
+                // over the current stream.
+                Some(up) if up.plain_left == 0 => return false,
+                Some(up) => st.buf.chunks_vectored_max(&mut slots, up.plain_left),
+            };
             // The lock is held across one non-blocking write so that writers
             // on other threads see a consistent buffer; it never blocks.
             match io.write_vectored(&slots[..n]) {
@@ -423,6 +572,9 @@ impl<P: StreamProtocol> Connection<P> {
                     return true;
                 }
                 Ok(k) => {
+                    if let Some(up) = &mut st.upgrade {
+                        up.plain_left = up.plain_left.saturating_sub(k);
+                    }
                     if st.buf.consume(k) == Some(FlowEvent::Resume) {
                         drop(st);
                         self.call(Callback::ResumeWriting, |p| p.resume_writing());
@@ -452,7 +604,11 @@ impl<P: StreamProtocol> Connection<P> {
             // From here on writes are dropped: asyncio sets _conn_lost when
             // the last byte of a close() is out.
             st.conn_lost = st.conn_lost.max(1);
-            return true;
+            if !self.tls {
+                return true;
+            }
+            drop(st);
+            return self.tls_close(io);
         }
         if st.eof_requested && !self.eof_sent {
             drop(st);
@@ -469,6 +625,65 @@ impl<P: StreamProtocol> Connection<P> {
             }
         }
         false
+    }
+
+    /// TLS `close()` with the buffer sent: send `close_notify` (and shut the
+    /// socket's write side), then wait for the peer's `close_notify` (or its
+    /// FIN), discarding what it still sends. Returns true when over.
+    // asyncio: sslproto.SSLProtocol._start_shutdown / _do_shutdown
+    fn tls_close(&mut self, io: &mut impl StreamIo) -> bool {
+        if !self.eof_sent {
+            match io.shutdown_write() {
+                Ok(()) => self.eof_sent = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
+                Err(e) => {
+                    self.fail_io(e);
+                    return true;
+                }
+            }
+        }
+        if self.read_eof {
+            return true;
+        }
+        self.draining = true;
+        false
+    }
+
+    /// While draining a TLS close: one read whose data is discarded. Returns
+    /// true if something happened (data, the peer's end, or an error).
+    fn read_discard(&mut self, io: &mut impl StreamIo) -> bool {
+        let res = SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.capacity() - buf.len() < MIN_READ_SIZE {
+                buf.reserve(MIN_READ_SIZE);
+            }
+            let res = io.read(&mut buf);
+            buf.clear();
+            res
+        });
+        match res {
+            Ok(0) => {
+                self.read_eof = true;
+                true
+            }
+            Ok(n) => {
+                tracing::debug!(bytes = n, "discarding data received after close()");
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            // After our close_notify, a peer that closes without answering
+            // it ends the shutdown cleanly: many peers never answer.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.read_eof = true;
+                true
+            }
+            Err(e) => {
+                self.fail_io(e);
+                true
+            }
+        }
     }
 
     /// One read. Returns true if something happened (data, EOF or an error).
@@ -633,7 +848,11 @@ impl<P: StreamProtocol> Connection<P> {
             Receiver::Data(r) => r.eof_received(),
             Receiver::Buffer(r) => r.eof_received(),
         });
-        if keep_open == Some(false) {
+        if keep_open == Some(true) && self.tls {
+            // asyncio: sslproto.SSLProtocol._do_read__* (no half-close).
+            tracing::warn!("returning true from eof_received() has no effect when using TLS");
+        }
+        if keep_open == Some(false) || (keep_open.is_some() && self.tls) {
             self.transport.close();
         }
     }

@@ -66,6 +66,8 @@ enum Incoming {
 struct MemoryIo {
     incoming: VecDeque<Incoming>,
     written: BytesMut,
+    /// Bytes written in total, taken or not.
+    written_total: usize,
     mode: WriteMode,
     write_calls: usize,
     shut_write: bool,
@@ -119,6 +121,7 @@ impl StreamIo for MemoryIo {
         for b in bufs {
             let n = b.len().min(budget);
             self.written.extend_from_slice(&b[..n]);
+            self.written_total += n;
             taken += n;
             budget -= n;
             if budget == 0 {
@@ -154,6 +157,24 @@ pub struct MemoryTransport<P: StreamProtocol> {
     io: MemoryIo,
     finished: Option<P>,
     done: bool,
+    upgrades: Vec<Upgraded>,
+}
+
+/// An upgrade ([`request_upgrade`](crate::lifecycle::request_upgrade)) the
+/// memory transport performed: it switches to TLS rules at once, with no
+/// handshake and no encryption, so that tests can check what goes out before
+/// and after the switch.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Upgraded {
+    /// The request given to `request_upgrade`.
+    pub request: Box<dyn std::any::Any + Send>,
+    /// How many bytes the peer had received (in total, taken or not) when
+    /// the stream switched.
+    pub at_written: usize,
+    /// Bytes read but not delivered before the switch, handed to the
+    /// upgraded stream.
+    pub held: Option<Bytes>,
 }
 
 impl<P: StreamProtocol> MemoryTransport<P> {
@@ -173,6 +194,7 @@ impl<P: StreamProtocol> MemoryTransport<P> {
             io: MemoryIo::default(),
             finished: None,
             done: false,
+            upgrades: Vec::new(),
         };
         t.conn.start();
         t.run();
@@ -189,6 +211,16 @@ impl<P: StreamProtocol> MemoryTransport<P> {
             match self.conn.drive(&mut self.io, Waker::noop()) {
                 Status::Pending => return,
                 Status::Yield => {}
+                Status::Upgrade => {
+                    if let Some((request, held)) = self.conn.take_upgrade() {
+                        self.upgrades.push(Upgraded {
+                            request,
+                            at_written: self.io.written_total,
+                            held,
+                        });
+                        self.conn.enter_tls();
+                    }
+                }
                 Status::Done => {
                     self.io.closed = true;
                     self.finished = self.conn.finish();
@@ -235,6 +267,11 @@ impl<P: StreamProtocol> MemoryTransport<P> {
     /// Takes the bytes the peer has received so far.
     pub fn take_written(&mut self) -> Bytes {
         self.io.written.split().freeze()
+    }
+
+    /// The upgrades performed so far, oldest first.
+    pub fn upgrades(&self) -> &[Upgraded] {
+        &self.upgrades
     }
 
     /// Bytes the peer received and that were not yet taken.

@@ -72,10 +72,26 @@ pub(crate) struct State {
     /// Set by `set_protocol`; the state machine switches to it when the
     /// current callback has returned.
     pub(crate) pending_protocol: Option<Box<dyn StreamProtocol>>,
+    /// A requested upgrade (`start_tls`), waiting for the bytes written
+    /// before it to be sent.
+    pub(crate) upgrade: Option<Upgrade>,
+    /// The transport is TLS: no half-close, `close()` sends `close_notify`.
+    pub(crate) tls: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_info: Option<std::sync::Arc<crate::tls::TlsInfo>>,
     #[cfg(unix)]
     // A std Arc whatever the cfg: lent by the backend through a public
     // signature, it carries no synchronisation of ours.
     pub(crate) socket: Option<std::sync::Arc<dyn SocketLike>>,
+}
+
+/// A pending upgrade of the byte stream (`start_tls`).
+pub(crate) struct Upgrade {
+    /// Bytes at the front of the write buffer that were written before the
+    /// request: they go out over the old stream, the rest after the upgrade.
+    pub(crate) plain_left: usize,
+    /// The backend's request, handed back by `Connection::take_upgrade`.
+    pub(crate) request: Box<dyn std::any::Any + Send>,
 }
 
 impl Transport {
@@ -94,6 +110,10 @@ impl Transport {
                     running: false,
                     waker: None,
                     pending_protocol: None,
+                    upgrade: None,
+                    tls: false,
+                    #[cfg(feature = "tls")]
+                    tls_info: None,
                     #[cfg(unix)]
                     socket: None,
                 }),
@@ -192,12 +212,12 @@ impl Transport {
     /// [`Error::Unsupported`] if [`can_write_eof`](Self::can_write_eof) is
     /// false (asyncio: `NotImplementedError`).
     pub fn write_eof(&self) -> Result<(), Error> {
-        if !self.shared.info.can_write_eof {
+        let mut st = self.lock();
+        if !self.shared.info.can_write_eof || st.tls {
             return Err(Error::Unsupported {
                 method: "write_eof",
             });
         }
-        let mut st = self.lock();
         if st.closing || st.eof_requested {
             return Ok(());
         }
@@ -206,9 +226,24 @@ impl Transport {
         Ok(())
     }
 
-    /// Whether [`write_eof`](Self::write_eof) is supported (true for TCP).
+    /// Whether [`write_eof`](Self::write_eof) is supported: true for TCP,
+    /// Unix and streams; false for TLS (as asyncio: no half-close over TLS),
+    /// also after [`start_tls`](https://docs.rs/asyncproto-tokio) upgraded a
+    /// TCP transport.
     pub fn can_write_eof(&self) -> bool {
-        self.shared.info.can_write_eof
+        self.shared.info.can_write_eof && !self.lock().tls
+    }
+
+    /// Whether the transport runs TLS (made with TLS, or upgraded).
+    pub fn is_tls(&self) -> bool {
+        self.lock().tls
+    }
+
+    /// The TLS session's details, once the handshake has finished (the
+    /// typed form of asyncio's `ssl_object`, `peercert` and `cipher`).
+    #[cfg(feature = "tls")]
+    pub fn tls(&self) -> Option<std::sync::Arc<crate::tls::TlsInfo>> {
+        self.lock().tls_info.clone()
     }
 
     /// Closes the transport: reading stops at once, what is buffered is
@@ -360,7 +395,10 @@ impl Transport {
     }
 
     /// asyncio's `get_extra_info(name)`: `"peername"`, `"sockname"`,
-    /// `"socket"` (the raw fd while open); `None` for anything else or when
+    /// `"socket"` (the raw fd while open); on TLS transports (feature `tls`)
+    /// also `"peercert"` (the leaf certificate, DER), `"cipher"`,
+    /// `"sslcontext"` and `"ssl_object"` once the handshake has finished, and
+    /// `"compression"`, always `None`. `None` for anything else or when
     /// unknown. asyncio's `default` argument is `.unwrap_or(default)` here.
     pub fn get_extra_info(&self, name: &str) -> Option<ExtraInfo> {
         match name {
@@ -368,6 +406,19 @@ impl Transport {
             extra_info::SOCKNAME => self.local_addr().map(ExtraInfo::Addr),
             #[cfg(unix)]
             extra_info::SOCKET => self.with_socket(|fd| ExtraInfo::Fd(fd.as_raw_fd())),
+            #[cfg(feature = "tls")]
+            extra_info::PEERCERT => self
+                .tls()
+                .and_then(|t| t.peer_certificate().cloned())
+                .map(ExtraInfo::PeerCert),
+            #[cfg(feature = "tls")]
+            extra_info::CIPHER => self.tls().and_then(|t| t.cipher()).map(ExtraInfo::Cipher),
+            #[cfg(feature = "tls")]
+            extra_info::SSLCONTEXT => self
+                .tls()
+                .map(|t| ExtraInfo::SslContext(t.config().clone())),
+            #[cfg(feature = "tls")]
+            extra_info::SSL_OBJECT => self.tls().map(ExtraInfo::SslObject),
             _ => None,
         }
     }
@@ -402,7 +453,7 @@ impl Transport {
 
     /// Marks the state changed and wakes the connection's task unless it is
     /// running (it re-checks before parking).
-    fn notify(st: &mut State) {
+    pub(crate) fn notify(st: &mut State) {
         st.dirty = true;
         if !st.running
             && let Some(w) = &st.waker

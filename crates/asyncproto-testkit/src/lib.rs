@@ -8,6 +8,11 @@
 //! reordered where delivery was promised, and the right `connection_lost`
 //! where it was not.
 //!
+//! [`tls::TestPki`] makes a throw-away certificate authority, a server
+//! certificate for `localhost`, `127.0.0.1` and `::1`, and a client
+//! certificate, with `rustls` configurations for both ends; nothing is read
+//! from or committed to disk.
+//!
 //! Loopback only; the crate is not published.
 //!
 //! # Examples
@@ -45,5 +50,6 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod proxy;
+pub mod tls;
 
 pub use crate::proxy::{DRAIN_TIMEOUT, Direction, Fault, FaultProxy};

@@ -12,6 +12,7 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     task::{Context, Poll, ready},
+    time::Duration,
 };
 
 use asyncproto_core::{
@@ -34,7 +35,38 @@ pub(crate) trait PollIo: Send + 'static {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>>;
     fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// The TLS shutdown timeout, if the stream runs TLS: a `close()` must
+    /// finish within it.
+    #[inline]
+    fn tls_shutdown_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Performs a `start_tls` upgrade in place: the TLS handshake over the
+    /// plain stream (`held` are bytes already read from it), then the stream
+    /// runs TLS.
+    #[cfg(feature = "tls")]
+    fn upgrade_tls<'a>(
+        &'a mut self,
+        held: Option<bytes::Bytes>,
+        side: &'a crate::tls::TlsSide,
+    ) -> UpgradeFuture<'a> {
+        let _ = (held, side);
+        Box::pin(std::future::ready(Err(
+            asyncproto_core::Error::Unsupported {
+                method: "start_tls",
+            },
+        )))
+    }
 }
+
+/// What [`PollIo::upgrade_tls`] returns: the session's details, or why the
+/// handshake failed.
+#[cfg(feature = "tls")]
+pub(crate) type UpgradeFuture<'a> = Pin<
+    Box<dyn Future<Output = Result<asyncproto_core::TlsInfo, asyncproto_core::Error>> + Send + 'a>,
+>;
 
 struct Adapter<'a, 'b, T> {
     io: &'a mut T,
@@ -73,26 +105,71 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
 /// delivers `connection_lost(Some(Cancelled))`.
 pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
     let mut io = Some(io);
-    poll_fn(|cx| {
-        let Some(t) = io.as_mut() else {
-            return Poll::Ready(());
-        };
-        let waker = cx.waker().clone();
-        let status = conn.drive(&mut Adapter { io: t, cx }, &waker);
-        match status {
-            Status::Pending => Poll::Pending,
-            Status::Yield => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
+    // Armed when a TLS close() starts: asyncio's ssl_shutdown_timeout.
+    let mut shutdown: Option<(Pin<Box<tokio::time::Sleep>>, Duration)> = None;
+    loop {
+        let status = poll_fn(|cx| {
+            let Some(t) = io.as_mut() else {
+                return Poll::Ready(Status::Done);
+            };
+            let waker = cx.waker().clone();
+            let status = conn.drive(&mut Adapter { io: t, cx }, &waker);
+            match status {
+                Status::Pending => {
+                    if let Some(after) = t.tls_shutdown_timeout() {
+                        return poll_shutdown_timer(&mut conn, &mut shutdown, after, cx);
+                    }
+                    Poll::Pending
+                }
+                Status::Yield => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Status::Done | Status::Upgrade => Poll::Ready(status),
             }
-            Status::Done => Poll::Ready(()),
+        })
+        .await;
+        match (status, io.as_mut()) {
+            #[cfg(feature = "tls")]
+            (Status::Upgrade, Some(t)) => crate::tls::perform_upgrade(&mut conn, t).await,
+            #[cfg(not(feature = "tls"))]
+            (Status::Upgrade, Some(_)) => {
+                // Only start_tls requests upgrades, and it needs the feature.
+                drop(conn.take_upgrade());
+                conn.fail(asyncproto_core::Error::Unsupported {
+                    method: "start_tls",
+                });
+            }
+            _ => break,
         }
-    })
-    .await;
+    }
     // Close the socket before connection_lost, so a peer sees FIN (or RST)
     // by the time the protocol hears of it.
     drop(io.take());
     conn.finish()
+}
+
+/// Bounds a TLS `close()` by the shutdown timeout: arms the timer when the
+/// close starts and fails the connection when it fires.
+#[cold]
+fn poll_shutdown_timer<P: StreamProtocol>(
+    conn: &mut Connection<P>,
+    timer: &mut Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+    after: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<Status> {
+    if timer.is_none() && conn.tls_closing() {
+        *timer = Some((Box::pin(tokio::time::sleep(after)), after));
+    }
+    if let Some((sleep, after)) = timer
+        && sleep.as_mut().poll(cx).is_ready()
+    {
+        tracing::debug!("TLS shutdown timed out");
+        conn.fail(asyncproto_core::Error::TlsShutdownTimeout { after: *after });
+        *timer = None;
+        cx.waker().wake_by_ref();
+    }
+    Poll::Pending
 }
 
 /// Delivers `connection_made` on the caller's task (inside `span`), then

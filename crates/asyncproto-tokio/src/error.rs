@@ -40,6 +40,29 @@ pub enum Error {
     /// `serve_forever()` while another `serve_forever()` runs (asyncio:
     /// `RuntimeError('server … is already being awaited on serve_forever()')`).
     AlreadyServing,
+    /// A TLS timeout was zero (asyncio: `ValueError('ssl_handshake_timeout
+    /// should be a positive number, got 0')`).
+    InvalidTimeout {
+        /// The option: `"handshake_timeout"` or `"shutdown_timeout"`.
+        name: &'static str,
+    },
+    /// TLS as a client with no server name given and none to derive (asyncio:
+    /// `ValueError('You must set server_hostname when using ssl without a
+    /// host')`).
+    MissingServerName,
+    /// The TLS handshake failed: the peer's certificate was rejected, the
+    /// name did not match, no common version or suite, the peer sent
+    /// something that is not TLS, or the connection broke during it
+    /// (`ConnectionReset` for an EOF, as asyncio). The `rustls` error, if
+    /// any, is the source of this `io::Error` (see [`Error::tls_error`]).
+    Tls(io::Error),
+    /// The TLS handshake did not finish within the handshake timeout
+    /// (asyncio: `ConnectionAbortedError('SSL handshake is taking longer than
+    /// … seconds: aborting the connection')`).
+    TlsHandshakeTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// Another OS error; `source()` returns it.
     Io(io::Error),
 }
@@ -63,8 +86,23 @@ impl Error {
             Self::Protocol(e) => e.kind(),
             Self::ProtocolDropped => io::ErrorKind::Other,
             Self::ServerClosed | Self::AlreadyServing => io::ErrorKind::Other,
+            Self::InvalidTimeout { .. } | Self::MissingServerName => io::ErrorKind::InvalidInput,
+            Self::Tls(e) => e.kind(),
+            Self::TlsHandshakeTimeout { .. } => io::ErrorKind::TimedOut,
             Self::Io(e) => e.kind(),
         }
+    }
+
+    /// The `rustls` error behind a failed handshake or connection, if any
+    /// (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls_error(&self) -> Option<&rustls::Error> {
+        let io = match self {
+            Self::Tls(e) | Self::Io(e) => e,
+            Self::Protocol(asyncproto_core::Error::Io(e)) => e,
+            _ => return None,
+        };
+        io.get_ref()?.downcast_ref::<rustls::Error>()
     }
 }
 
@@ -96,6 +134,18 @@ impl fmt::Display for Error {
             Self::AlreadyServing => {
                 f.write_str("server is already being awaited on serve_forever()")
             }
+            Self::InvalidTimeout { name } => {
+                write!(f, "{name} should be a positive duration, got 0")
+            }
+            Self::MissingServerName => f.write_str(
+                "a TLS client needs a server name: none was given and none can be derived",
+            ),
+            Self::Tls(_) => f.write_str("TLS handshake failed"),
+            Self::TlsHandshakeTimeout { after } => write!(
+                f,
+                "TLS handshake is taking longer than {} seconds: aborting the connection",
+                after.as_secs_f64()
+            ),
             Self::Io(_) => f.write_str("i/o error"),
         }
     }
@@ -107,7 +157,7 @@ impl StdError for Error {
             Self::Connect { attempts } => attempts.first().map(|(_, e)| e as _),
             Self::Bind { source, .. } => Some(source),
             Self::Protocol(e) => Some(e),
-            Self::Io(e) => Some(e),
+            Self::Io(e) | Self::Tls(e) => Some(e),
             _ => None,
         }
     }

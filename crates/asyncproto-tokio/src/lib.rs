@@ -45,6 +45,8 @@ mod server;
 mod socket;
 mod stream;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use crate::{
     conn::ProtocolHandle,
@@ -57,3 +59,14 @@ pub use crate::{
     tcp::{ConnectOptions, create_connection},
     tcp::{ResolveFuture, Resolver, create_connection_to_host},
 };
+
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use crate::tls::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTls, TlsClientOptions,
+    TlsServerOptions, TlsUpgrade, start_tls,
+};
+
+/// `rustls`, re-exported for building TLS configurations (feature `tls`).
+#[cfg(feature = "tls")]
+pub use rustls;

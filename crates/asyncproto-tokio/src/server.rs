@@ -53,6 +53,8 @@ pub struct ServerOptions {
     start_serving: bool,
     resolver: Resolver,
     shutdown_on: Option<(CancellationToken, Duration)>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerOptions>,
 }
 
 impl Default for ServerOptions {
@@ -75,7 +77,21 @@ impl ServerOptions {
             start_serving: true,
             resolver: Resolver::system(),
             shutdown_on: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    /// Serves TLS (asyncio's `ssl=`, `ssl_handshake_timeout=`,
+    /// `ssl_shutdown_timeout=`; feature `tls`): each accepted connection
+    /// runs its handshake on its own task, then the protocol is made and
+    /// gets `connection_made`. A failed or timed-out handshake is logged at
+    /// DEBUG and the connection dropped; the protocol factory is not called
+    /// for it. Default: no TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsServerOptions) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The `listen()` backlog. Default: 100, as asyncio.
@@ -178,6 +194,9 @@ struct Inner {
     tracker: TaskTracker,
     closed: CancellationToken,
     conns: Mutex<HashMap<u64, Transport>>,
+    /// Cancelled (and replaced) by `close_clients`/`abort_clients`: stops
+    /// the TLS handshakes under way, whose connections have no transport yet.
+    handshakes: Mutex<CancellationToken>,
     next_id: AtomicU64,
     backlog: u32,
     runtime: Handle,
@@ -477,13 +496,23 @@ where
         state.bound.push(socket);
     }
     let factory = Arc::new(factory);
-    let conn_options = (options.nodelay, options.keepalive);
+    let conn_options = ConnOptions {
+        nodelay: options.nodelay,
+        keepalive: options.keepalive,
+        #[cfg(feature = "tls")]
+        tls: options
+            .tls
+            .as_ref()
+            .map(crate::tls::TlsSide::server)
+            .transpose()?
+            .map(Arc::new),
+    };
     let spawn_acceptor: Acceptor = Box::new(move |inner, listener| {
         let fut = accept_loop(
             Arc::clone(inner),
             listener,
             Arc::clone(&factory),
-            conn_options,
+            conn_options.clone(),
         );
         inner.tracker.spawn_on(fut, &inner.runtime);
     });
@@ -493,6 +522,7 @@ where
             tracker: TaskTracker::new(),
             closed: CancellationToken::new(),
             conns: Mutex::new(HashMap::new()),
+            handshakes: Mutex::new(CancellationToken::new()),
             next_id: AtomicU64::new(0),
             backlog: options.backlog,
             runtime: Handle::current(),
@@ -664,14 +694,26 @@ impl Server {
     /// Calls `close()` on every connection the server accepted: each flushes
     /// and ends with `connection_lost(None)` (asyncio 3.13).
     pub fn close_clients(&self) {
+        self.cancel_handshakes();
         for t in self.conns() {
             t.close();
         }
     }
 
+    /// Drops the connections still in their TLS handshake.
+    fn cancel_handshakes(&self) {
+        let mut token = self
+            .inner
+            .handshakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *token).cancel();
+    }
+
     /// Calls `abort()` on every connection the server accepted (asyncio
     /// 3.13).
     pub fn abort_clients(&self) {
+        self.cancel_handshakes();
         for t in self.conns() {
             t.abort();
         }
@@ -737,7 +779,7 @@ async fn accept_loop<P, F>(
     inner: Arc<Inner>,
     listener: Arc<TcpListener>,
     factory: Arc<F>,
-    (nodelay, keepalive): (bool, Option<Duration>),
+    options: ConnOptions,
 ) where
     P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
@@ -749,9 +791,7 @@ async fn accept_loop<P, F>(
             res = listener.accept() => res,
         };
         match res {
-            Ok((stream, peer)) => {
-                spawn_connection(&inner, &*factory, stream, peer, nodelay, keepalive)
-            }
+            Ok((stream, peer)) => spawn_connection(&inner, &factory, stream, peer, &options),
             Err(_) if inner.closed.is_cancelled() => return,
             Err(e) if out_of_resources(&e) => {
                 // asyncio: "socket.accept() out of system resource"
@@ -781,23 +821,50 @@ async fn accept_loop<P, F>(
     }
 }
 
-fn spawn_connection<P, F>(
-    inner: &Arc<Inner>,
-    factory: &F,
-    stream: TcpStream,
-    peer: SocketAddr,
+/// What every accepted connection is set up with.
+#[derive(Clone)]
+struct ConnOptions {
     nodelay: bool,
     keepalive: Option<Duration>,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<crate::tls::TlsSide>>,
+}
+
+fn spawn_connection<P, F>(
+    inner: &Arc<Inner>,
+    factory: &Arc<F>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    options: &ConnOptions,
 ) where
     P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
 {
     let span = conn_span(Some(peer), "server");
-    let Ok(protocol) = span.in_scope(|| catch_unwind(AssertUnwindSafe(factory))) else {
+    #[cfg(feature = "tls")]
+    if let Some(side) = &options.tls {
+        let fut = tls_connection(
+            Arc::clone(inner),
+            Arc::clone(factory),
+            stream,
+            peer,
+            options.clone(),
+            Arc::clone(side),
+        );
+        inner.tracker.spawn_on(fut.instrument(span), &inner.runtime);
+        return;
+    }
+    let Ok(protocol) = span.in_scope(|| catch_unwind(AssertUnwindSafe(&**factory))) else {
         span.in_scope(|| tracing::error!("protocol factory panicked; connection dropped"));
         return;
     };
-    let (mut conn, io) = tcp_connection(protocol, stream, Some(peer), nodelay, keepalive);
+    let (mut conn, io) = tcp_connection(
+        protocol,
+        stream,
+        Some(peer),
+        options.nodelay,
+        options.keepalive,
+    );
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let registry = Registered::new(Arc::clone(inner), id, conn.transport().clone());
     inner.tracker.spawn_on(
@@ -809,6 +876,57 @@ fn spawn_connection<P, F>(
         .instrument(span),
         &inner.runtime,
     );
+}
+
+/// A TLS server connection's task: the handshake (dropped on failure, on
+/// timeout, or by `close_clients`/`abort_clients`), then the protocol.
+#[cfg(feature = "tls")]
+async fn tls_connection<P, F>(
+    inner: Arc<Inner>,
+    factory: Arc<F>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    options: ConnOptions,
+    side: Arc<crate::tls::TlsSide>,
+) where
+    P: StreamProtocol,
+    F: Fn() -> P + Send + Sync + 'static,
+{
+    crate::tcp::configure(&stream, options.nodelay, options.keepalive);
+    let info = crate::tcp::tcp_info(&stream, Some(peer));
+    let sock = Arc::new(stream);
+    let cancel = inner
+        .handshakes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let res = tokio::select! {
+        () = cancel.cancelled() => {
+            tracing::debug!("TLS handshake cancelled by close_clients/abort_clients");
+            return;
+        }
+        res = crate::tls::handshake(Arc::clone(&sock), None, &side) => res,
+    };
+    let (io, tls_info) = match res {
+        Ok(done) => done,
+        Err(e) => {
+            let e = Error::from(e);
+            tracing::debug!(error = %e, source = ?std::error::Error::source(&e), "TLS handshake failed; connection dropped");
+            return;
+        }
+    };
+    let Ok(protocol) = catch_unwind(AssertUnwindSafe(&*factory)) else {
+        tracing::error!("protocol factory panicked; connection dropped");
+        return;
+    };
+    let mut conn = asyncproto_core::lifecycle::Connection::new(protocol, info);
+    conn.set_socket(sock);
+    conn.enter_tls();
+    conn.set_tls_info(tls_info);
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let _registered = Registered::new(Arc::clone(&inner), id, conn.transport().clone());
+    conn.start();
+    drop(run(conn, crate::socket::SocketIo::Tls(Box::new(io))).await);
 }
 
 /// Keeps a connection in the server's registry while its task lives.

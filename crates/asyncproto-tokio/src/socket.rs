@@ -12,17 +12,19 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::BytesMut;
+use std::pin::Pin;
+
+use bytes::{Buf, Bytes, BytesMut};
 use socket2::SockRef;
 use tokio::{
-    io::Interest,
+    io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
     net::{TcpStream, UnixStream},
 };
 
 use crate::conn::PollIo;
 
 /// Tokio's readiness API, the same on `TcpStream` and `UnixStream`.
-pub(crate) trait ReadyStream: Send + Sync + 'static {
+pub(crate) trait ReadyStream: std::os::fd::AsFd + Send + Sync + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
@@ -102,6 +104,21 @@ fn poll_read_clearing<S: ReadyStream>(
     }
 }
 
+/// Waits for write readiness and writes `bufs` with one vectored write.
+fn poll_write_vectored<S: ReadyStream>(
+    stream: &S,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match stream.try_write_vectored(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            res => return Poll::Ready(res),
+        }
+    }
+}
+
 impl<S: ReadyStream> PollIo for Arc<S> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         let stream = &**self;
@@ -120,16 +137,160 @@ impl<S: ReadyStream> PollIo for Arc<S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.poll_write_ready(cx))?;
-            match self.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                res => return Poll::Ready(res),
-            }
-        }
+        poll_write_vectored(&**self, cx, bufs)
     }
 
     fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.shutdown_write())
+    }
+}
+
+/// A socket the connection task owns as [`PollIo`]: plain, or TLS once a
+/// handshake has finished (at creation or through `start_tls`).
+pub(crate) enum SocketIo<S: ReadyStream> {
+    /// Plain bytes over the socket.
+    Plain(Arc<S>),
+    /// TLS over the socket.
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsIo<S>>),
+    /// While a `start_tls` handshake runs, or after it failed.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Detached,
+}
+
+fn detached<T>() -> Poll<io::Result<T>> {
+    Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+}
+
+impl<S: ReadyStream> PollIo for SocketIo<S> {
+    #[inline]
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(s) => s.poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(t) => t.poll_read(cx, buf),
+            Self::Detached => detached(),
+        }
+    }
+
+    #[inline]
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(s) => s.poll_read_into(cx, buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(t) => t.poll_read_into(cx, buf),
+            Self::Detached => detached(),
+        }
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(s) => s.poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Self::Tls(t) => t.poll_write_vectored(cx, bufs),
+            Self::Detached => detached(),
+        }
+    }
+
+    fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(s) => s.poll_shutdown_write(cx),
+            #[cfg(feature = "tls")]
+            Self::Tls(t) => t.poll_shutdown_write(cx),
+            Self::Detached => detached(),
+        }
+    }
+
+    #[inline]
+    fn tls_shutdown_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(t) => Some(t.shutdown_timeout()),
+            _ => None,
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn upgrade_tls<'a>(
+        &'a mut self,
+        held: Option<Bytes>,
+        side: &'a crate::tls::TlsSide,
+    ) -> crate::conn::UpgradeFuture<'a> {
+        Box::pin(crate::tls::upgrade_socket(self, held, side))
+    }
+}
+
+/// A socket shared with the transport (for `with_socket`) as Tokio's
+/// [`AsyncRead`] + [`AsyncWrite`], for a TLS stream to run over. Bytes read
+/// from the socket before the TLS stream took over (`prefix`) are read first.
+pub(crate) struct SockIo<S> {
+    pub(crate) sock: Arc<S>,
+    prefix: Bytes,
+}
+
+impl<S> SockIo<S> {
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn new(sock: Arc<S>, prefix: Option<Bytes>) -> Self {
+        Self {
+            sock,
+            prefix: prefix.unwrap_or_default(),
+        }
+    }
+}
+
+impl<S: ReadyStream> AsyncRead for SockIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let stream = &*this.sock;
+        let unfilled = buf.initialize_unfilled();
+        let want = unfilled.len();
+        let n = ready!(poll_read_clearing(stream, cx, want, || stream.try_read(&mut *unfilled)))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: ReadyStream> AsyncWrite for SockIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_vectored(&*self.sock, cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.sock.shutdown_write())
     }
 }

@@ -21,6 +21,7 @@ use tokio::{
 use crate::{
     conn::{PollIo, ProtocolHandle, spawn_connection},
     error::Error,
+    socket::SocketIo,
     stream::sealed::Socket,
     tcp::{ConnectOptions, tcp_connection},
 };
@@ -126,6 +127,13 @@ where
     F: FnOnce() -> P,
     S: ConnectedSocket,
 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        // asyncio: sock= with ssl needs server_hostname; nothing to derive
+        // it from.
+        let side = crate::tls::TlsSide::client(tls, None)?;
+        return connect_socket_tls(factory, sock, side, "client").await;
+    }
     let _ = options;
     connect_socket(factory, sock, "client")
 }
@@ -187,6 +195,11 @@ where
     F: FnOnce() -> P,
     S: ConnectedSocket,
 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls_server {
+        let side = crate::tls::TlsSide::server(tls)?;
+        return connect_socket_tls(factory, sock, side, "server").await;
+    }
     let _ = options;
     connect_socket(factory, sock, "server")
 }
@@ -352,7 +365,40 @@ where
             let info = TransportInfo::new("unix").with_can_write_eof(true);
             let mut conn = Connection::new(factory(), info);
             conn.set_socket(stream.clone());
-            spawn_connection(conn, stream, conn_span("unix", Some(side), None))
+            spawn_connection(
+                conn,
+                SocketIo::Plain(stream),
+                conn_span("unix", Some(side), None),
+            )
+        }
+    }
+}
+
+/// [`connect_socket`] with a TLS handshake first.
+#[cfg(feature = "tls")]
+async fn connect_socket_tls<P, F, S>(
+    factory: F,
+    sock: S,
+    side: crate::tls::TlsSide,
+    span_side: &'static str,
+) -> Result<(Transport, ProtocolHandle<P>), Error>
+where
+    P: StreamProtocol,
+    F: FnOnce() -> P,
+    S: ConnectedSocket,
+{
+    match sock.into_tokio()? {
+        Socket::Tcp(stream) => {
+            let peer = stream.peer_addr().ok();
+            crate::tcp::configure(&stream, true, None);
+            let info = crate::tcp::tcp_info(&stream, peer);
+            let span = conn_span("tcp", Some(span_side), peer);
+            crate::tls::establish(factory, Arc::new(stream), info, &side, span).await
+        }
+        Socket::Unix(stream) => {
+            let info = TransportInfo::new("unix").with_can_write_eof(true);
+            let span = conn_span("unix", Some(span_side), None);
+            crate::tls::establish(factory, Arc::new(stream), info, &side, span).await
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
 use crate::{
     conn::{ProtocolHandle, spawn_connection},
     error::Error,
+    socket::SocketIo,
 };
 
 /// The future a [`Resolver`] function returns: the addresses of a host, in
@@ -165,6 +166,10 @@ pub struct ConnectOptions {
     happy_eyeballs_delay: Option<Duration>,
     interleave: Option<usize>,
     resolver: Resolver,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsClientOptions>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls_server: Option<crate::tls::TlsServerOptions>,
 }
 
 impl Default for ConnectOptions {
@@ -185,7 +190,32 @@ impl ConnectOptions {
             happy_eyeballs_delay: None,
             interleave: None,
             resolver: Resolver::system(),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_server: None,
         }
+    }
+
+    /// Runs TLS as the client over the connection (asyncio's `ssl=`,
+    /// `server_hostname=`, `ssl_handshake_timeout=`,
+    /// `ssl_shutdown_timeout=`; feature `tls`). The handshake finishes before
+    /// `connection_made`; see [`TlsClientOptions`](crate::TlsClientOptions)
+    /// for the server name's default. Default: no TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsClientOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Runs TLS as the **server** over an accepted socket given to
+    /// [`connect_accepted_socket`](crate::connect_accepted_socket) (asyncio:
+    /// `connect_accepted_socket(…, ssl=server_context)`; feature `tls`).
+    /// Ignored by the `create_connection` functions. Default: no TLS.
+    #[cfg(feature = "tls")]
+    pub fn tls_server(mut self, tls: crate::tls::TlsServerOptions) -> Self {
+        self.tls_server = Some(tls);
+        self
     }
 
     /// Binds the socket to this address before connecting (asyncio's
@@ -328,7 +358,7 @@ where
     if addrs.is_empty() {
         return Err(Error::NoAddresses);
     }
-    connect_and_establish(factory, addrs, locals, options).await
+    connect_and_establish(factory, addrs, locals, options, None).await
 }
 
 /// Connects to `host`:`port` over TCP, resolving `host` with the options'
@@ -398,7 +428,7 @@ where
         resolve_local(&options),
     );
     let (addrs, locals) = (addrs?, locals?);
-    connect_and_establish(factory, addrs, locals, options).await
+    connect_and_establish(factory, addrs, locals, options, Some(host)).await
 }
 
 /// The local addresses to bind, resolved; `None` if none was asked for.
@@ -415,11 +445,19 @@ async fn connect_and_establish<P, F>(
     addrs: Vec<SocketAddr>,
     locals: Option<Vec<SocketAddr>>,
     options: ConnectOptions,
+    host: Option<&str>,
 ) -> Result<(Transport, ProtocolHandle<P>), Error>
 where
     P: StreamProtocol,
     F: FnOnce() -> P,
 {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        // Fail on bad options before connecting.
+        tls.validate()?;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = host;
     let interleave = options
         .interleave
         .or(options.happy_eyeballs_delay.map(|_| 1));
@@ -427,10 +465,43 @@ where
         Some(n) if n > 0 => interleave_families(addrs, n),
         _ => addrs,
     };
-    match connect_any(&addrs, locals.as_deref(), options.happy_eyeballs_delay).await {
-        Ok(stream) => establish(factory(), stream, options.nodelay, options.keepalive),
-        Err(failures) => Err(connect_error(failures)),
+    let stream = match connect_any(&addrs, locals.as_deref(), options.happy_eyeballs_delay).await {
+        Ok(stream) => stream,
+        Err(failures) => return Err(connect_error(failures)),
+    };
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        let peer = stream.peer_addr().ok();
+        let side = crate::tls::TlsSide::client(tls, crate::tls::default_server_name(host, peer))?;
+        return establish_tls(factory, stream, &options, &side, "client").await;
     }
+    establish(factory(), stream, options.nodelay, options.keepalive)
+}
+
+/// The TLS counterpart of [`establish`]: the handshake, then the protocol.
+#[cfg(feature = "tls")]
+pub(crate) async fn establish_tls<P, F>(
+    factory: F,
+    stream: TcpStream,
+    options: &ConnectOptions,
+    side: &crate::tls::TlsSide,
+    span_side: &'static str,
+) -> Result<(Transport, ProtocolHandle<P>), Error>
+where
+    P: StreamProtocol,
+    F: FnOnce() -> P,
+{
+    configure(&stream, options.nodelay, options.keepalive);
+    let peer = stream.peer_addr().ok();
+    let info = tcp_info(&stream, peer);
+    crate::tls::establish(
+        factory,
+        Arc::new(stream),
+        info,
+        side,
+        conn_span(peer, span_side),
+    )
+    .await
 }
 
 /// asyncio's `_interleave_addrinfos`: `first_family_count` addresses of the
@@ -671,16 +742,30 @@ pub(crate) fn tcp_connection<P: StreamProtocol>(
     peer: Option<SocketAddr>,
     nodelay: bool,
     keepalive: Option<Duration>,
-) -> (Connection<P>, Arc<TcpStream>) {
+) -> (Connection<P>, SocketIo<TcpStream>) {
+    configure(&stream, nodelay, keepalive);
+    let info = tcp_info(&stream, peer);
+    let stream = Arc::new(stream);
+    let mut conn = Connection::new(protocol, info);
+    conn.set_socket(stream.clone());
+    (conn, SocketIo::Plain(stream))
+}
+
+/// Sets `TCP_NODELAY` and keepalive as asked; failures are only logged.
+pub(crate) fn configure(stream: &TcpStream, nodelay: bool, keepalive: Option<Duration>) {
     if let Err(e) = stream.set_nodelay(nodelay) {
         tracing::debug!(error = %e, "setting TCP_NODELAY failed");
     }
     if let Some(idle) = keepalive {
         let ka = TcpKeepalive::new().with_time(idle);
-        if let Err(e) = SockRef::from(&stream).set_tcp_keepalive(&ka) {
+        if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&ka) {
             tracing::debug!(error = %e, "setting SO_KEEPALIVE failed");
         }
     }
+}
+
+/// A TCP transport's info: kind `"tcp"`, addresses, half-close.
+pub(crate) fn tcp_info(stream: &TcpStream, peer: Option<SocketAddr>) -> TransportInfo {
     let mut info = TransportInfo::new("tcp").with_can_write_eof(true);
     if let Some(peer) = peer {
         info = info.with_peer_addr(peer);
@@ -688,8 +773,5 @@ pub(crate) fn tcp_connection<P: StreamProtocol>(
     if let Ok(local) = stream.local_addr() {
         info = info.with_local_addr(local);
     }
-    let stream = Arc::new(stream);
-    let mut conn = Connection::new(protocol, info);
-    conn.set_socket(stream.clone());
-    (conn, stream)
+    info
 }

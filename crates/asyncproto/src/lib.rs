@@ -75,9 +75,12 @@
 //! | `asyncproto-tokio` | the Tokio backend: TCP clients and servers, existing sockets (TCP and Unix), any `AsyncRead + AsyncWrite` |
 //! | `asyncproto` | this facade |
 //!
-//! No cargo features yet: TLS, Unix sockets, UDP, pipes and subprocesses
-//! will come as features (`tls`, `unix`, …) that add API and never change a
-//! default.
+//! | feature | adds |
+//! |---|---|
+//! | `tls` | TLS on `rustls` (ring provider): [`ConnectOptions::tls`], [`ServerOptions::tls`], [`start_tls`], [`Transport::tls`] and the TLS `get_extra_info` keys |
+//!
+//! Features add API and never change a default; none is on by default.
+//! UDP, pipes and subprocesses will come the same way.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -96,6 +99,16 @@ pub use asyncproto_tokio::{
     Server, ServerOptions, connect_accepted_socket, connect_stream, create_connection,
     create_connection_to_host, create_connection_with_sock, create_server, create_server_on,
     create_server_with_sock,
+};
+
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use asyncproto_core::{TlsInfo, tls};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use asyncproto_tokio::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, StartTls, TlsClientOptions,
+    TlsServerOptions, TlsUpgrade, rustls, start_tls,
 };
 
 /// The sans-IO core, re-exported whole.
