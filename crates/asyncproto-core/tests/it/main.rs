@@ -13,4 +13,5 @@ mod gaps;
 mod model;
 mod support;
 mod switch;
+mod upgrade;
 mod uvloop;
