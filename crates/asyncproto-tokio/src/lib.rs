@@ -1,6 +1,8 @@
 //! The Tokio backend of [asyncproto]: asyncio's event-loop entry points for
 //! TCP — [`create_server`] and [`create_connection`] — running
-//! [`asyncproto_core`] protocols.
+//! [`asyncproto_core`] protocols, with TLS on `rustls` behind the `tls`
+//! feature (`ConnectOptions::tls`, `ServerOptions::tls`, `start_tls`; see
+//! the `tls` module's semantics on [`TlsClientOptions`]).
 //!
 //! One Tokio task per connection owns the socket and the protocol; it reads
 //! into the protocol's `data_received`, drains the transport's write buffer
