@@ -2,7 +2,7 @@
 //! TCP — [`create_server`] and [`create_connection`] — running
 //! [`asyncproto_core`] protocols, with TLS on `rustls` behind the `tls`
 //! feature (`ConnectOptions::tls`, `ServerOptions::tls`, `start_tls`; see
-//! the `tls` module's semantics on [`TlsClientOptions`]).
+//! the `tls` module for the semantics).
 //!
 //! One Tokio task per connection owns the socket and the protocol; it reads
 //! into the protocol's `data_received`, drains the transport's write buffer
@@ -48,7 +48,8 @@ mod socket;
 mod stream;
 mod tcp;
 #[cfg(feature = "tls")]
-mod tls;
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 
 pub use crate::{
     conn::ProtocolHandle,
