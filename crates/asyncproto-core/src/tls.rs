@@ -18,7 +18,7 @@
 use std::{fmt, sync::Arc};
 
 use rustls::{
-    ClientConfig, ClientConnection, ProtocolVersion, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, CommonState, ProtocolVersion, ServerConfig, ServerConnection,
     SupportedCipherSuite, pki_types::CertificateDer,
 };
 
@@ -79,8 +79,18 @@ impl TlsInfo {
         config: Arc<ClientConfig>,
         server_name: Option<String>,
     ) -> Self {
+        Self::from_common(conn, server_name, TlsConfig::Client(config))
+    }
+
+    /// The session of a server connection whose handshake has finished.
+    pub fn server(conn: &ServerConnection, config: Arc<ServerConfig>) -> Self {
+        let sni = conn.server_name().map(str::to_owned);
+        Self::from_common(conn, sni, TlsConfig::Server(config))
+    }
+
+    fn from_common(conn: &CommonState, server_name: Option<String>, config: TlsConfig) -> Self {
         Self {
-            server_side: false,
+            server_side: matches!(config, TlsConfig::Server(_)),
             version: conn.protocol_version(),
             suite: conn.negotiated_cipher_suite(),
             peer_certificates: conn
@@ -89,23 +99,7 @@ impl TlsInfo {
                 .unwrap_or_default(),
             alpn_protocol: conn.alpn_protocol().map(<[u8]>::to_vec),
             server_name,
-            config: TlsConfig::Client(config),
-        }
-    }
-
-    /// The session of a server connection whose handshake has finished.
-    pub fn server(conn: &ServerConnection, config: Arc<ServerConfig>) -> Self {
-        Self {
-            server_side: true,
-            version: conn.protocol_version(),
-            suite: conn.negotiated_cipher_suite(),
-            peer_certificates: conn
-                .peer_certificates()
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-            alpn_protocol: conn.alpn_protocol().map(<[u8]>::to_vec),
-            server_name: conn.server_name().map(str::to_owned),
-            config: TlsConfig::Server(config),
+            config,
         }
     }
 
