@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! echo_server --addr 127.0.0.1:8888 [--threads N] [--panic-on BYTES] [--buffered]
+//!             [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM] [--tls-handshake-timeout SECS]]
 //! ```
 //!
 //! With `--buffered` the same echo runs as a `BufferedProtocol`: each
@@ -15,6 +16,15 @@
 //! never reads cannot grow the server's memory. This is the program the
 //! interop checks and benchmarks drive.
 //!
+//! With `--tls-cert` and `--tls-key` the same echo (any mode) is served over
+//! TLS 1.2 or 1.3: `--tls-cert` holds the leaf certificate then the
+//! intermediates, all sent to clients; `--tls-key` is its PKCS#8 key. The
+//! client's `close_notify` is its EOF: the server finishes the echo, answers
+//! with its own `close_notify`, and closes. `--tls-client-ca` requires client
+//! certificates signed by a CA in that file (mutual TLS). A file that cannot
+//! be read or used ends the program at start, non-zero, with the reason on
+//! stderr.
+//!
 //! The first stdout line is `listening on HOST:PORT`; logs go to stderr. On
 //! SIGINT or SIGTERM it stops accepting, closes every connection (each
 //! flushes), aborts what is left after 2 s, and exits 0.
@@ -23,11 +33,11 @@
 #[allow(dead_code, reason = "each example uses a subset of the helpers")]
 mod common;
 
-use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use asyncproto::{
-    BaseProtocol, Buffered, BufferedProtocol, Bytes, Protocol, ServerOptions, Transport,
-    create_server,
+    BaseProtocol, Buffered, BufferedProtocol, Bytes, Protocol, ServerOptions, TlsServerOptions,
+    Transport, create_server,
 };
 use clap::Parser;
 
@@ -49,6 +59,43 @@ struct Args {
     /// buffer instead of a `Protocol` receiving `Bytes`.
     #[arg(long)]
     buffered: bool,
+    /// Serve TLS with this certificate chain (PEM: the leaf first, then the
+    /// intermediates; the whole chain is sent). Needs `--tls-key`.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM, PKCS#8: `BEGIN PRIVATE KEY`).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// With TLS, require a client certificate signed by a CA in this PEM
+    /// file (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// With TLS, how long a client's handshake may take, in seconds
+    /// (default 60, as asyncio's `ssl_handshake_timeout`).
+    #[arg(long, value_name = "SECS", requires = "tls_cert", value_parser = parse_secs)]
+    tls_handshake_timeout: Option<Duration>,
+}
+
+/// A positive, finite number of seconds.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{s} is not a positive number of seconds")),
+    }
+}
+
+/// The server options: plain TCP, or TLS from the `--tls-*` files.
+fn server_options(args: &Args) -> Result<ServerOptions, String> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(ServerOptions::new());
+    };
+    let config = common::tls::server_config(cert, key, args.tls_client_ca.as_deref())?;
+    let mut tls = TlsServerOptions::new(config);
+    if let Some(timeout) = args.tls_handshake_timeout {
+        tls = tls.handshake_timeout(timeout);
+    }
+    Ok(ServerOptions::new().tls(tls))
 }
 
 /// The receive buffer of each `--buffered` connection.
@@ -89,7 +136,7 @@ impl Protocol for Echo {
     }
 
     // Default eof_received() returns false: close() flushes what is queued,
-    // then sends FIN.
+    // then sends FIN (over TLS: close_notify, then FIN).
 }
 
 /// The same echo as a `BufferedProtocol` (`--buffered`): the transport reads
@@ -168,17 +215,24 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> ExitCode {
+    let options = match server_options(&args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let panic_on: Option<Arc<[u8]>> = args.panic_on.map(|s| Arc::from(s.into_bytes()));
     let mut signals = common::ShutdownSignals::install();
     let created = if args.buffered {
         let factory = move || Buffered(BufferedEcho::new(panic_on.clone()));
-        create_server(factory, args.addr, ServerOptions::new()).await
+        create_server(factory, args.addr, options).await
     } else {
         let factory = move || Echo {
             transport: None,
             panic_on: panic_on.clone(),
         };
-        create_server(factory, args.addr, ServerOptions::new()).await
+        create_server(factory, args.addr, options).await
     };
     let server = match created {
         Ok(s) => s,

@@ -3,6 +3,7 @@
 use std::{io::Write, net::SocketAddr};
 
 mod pyfmt;
+pub(crate) mod tls;
 #[allow(unused_imports, reason = "each example uses a subset of the helpers")]
 pub(crate) use pyfmt::*;
 
