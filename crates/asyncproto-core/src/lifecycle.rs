@@ -223,6 +223,9 @@ pub struct Connection<P: StreamProtocol> {
     /// TLS close: our `close_notify` is out; reading (and discarding) until
     /// the peer's arrives.
     draining: bool,
+    /// `close()` shuts the write side down before the stream is dropped
+    /// (streams whose shutdown says something, e.g. a user's TLS stream).
+    shutdown_on_close: bool,
     /// The error `connection_lost` will get; the first one wins.
     error: Option<Error>,
     read_size: usize,
@@ -242,6 +245,7 @@ impl<P: StreamProtocol> Connection<P> {
             eof_sent: false,
             tls: false,
             draining: false,
+            shutdown_on_close: false,
             error: None,
             read_size: MIN_READ_SIZE * 4,
         }
@@ -319,6 +323,13 @@ impl<P: StreamProtocol> Connection<P> {
         st.tls = true;
         let _ = st.buf.set_limits(Some(TLS_HIGH_WATER), None);
         Transport::notify(&mut st);
+    }
+
+    /// Makes `close()` shut the write side down (`StreamIo::shutdown_write`)
+    /// after the buffer is sent and before the connection ends, for streams
+    /// whose shutdown carries meaning (a TLS stream sends `close_notify`).
+    pub fn shutdown_on_close(&mut self) {
+        self.shutdown_on_close = true;
     }
 
     /// Gives the transport its TLS session's details (feature `tls`); call
@@ -604,11 +615,14 @@ impl<P: StreamProtocol> Connection<P> {
             // From here on writes are dropped: asyncio sets _conn_lost when
             // the last byte of a close() is out.
             st.conn_lost = st.conn_lost.max(1);
-            if !self.tls {
-                return true;
-            }
             drop(st);
-            return self.tls_close(io);
+            if self.tls {
+                return self.tls_close(io);
+            }
+            if self.shutdown_on_close && !self.eof_sent {
+                return self.shutdown_before_close(io);
+            }
+            return true;
         }
         if st.eof_requested && !self.eof_sent {
             drop(st);
@@ -625,6 +639,20 @@ impl<P: StreamProtocol> Connection<P> {
             }
         }
         false
+    }
+
+    /// `close()` on a stream that wants a shutdown first: shut the write side
+    /// down, then the connection is over. Returns true when over.
+    fn shutdown_before_close(&mut self, io: &mut impl StreamIo) -> bool {
+        match io.shutdown_write() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Ok(()) | Err(_) => {
+                // A failed shutdown while closing loses nothing: every byte
+                // was written; the stream is dropped next either way.
+                self.eof_sent = true;
+                true
+            }
+        }
     }
 
     /// TLS `close()` with the buffer sent: send `close_notify` (and shut the

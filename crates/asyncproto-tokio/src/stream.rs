@@ -213,9 +213,9 @@ where
 /// [`AsyncWrite::poll_flush`] after each write, and performs `write_eof()` with
 /// [`AsyncWrite::poll_shutdown`], so `can_write_eof()` is true. The transport's
 /// kind is `"stream"`; it has no addresses and no socket
-/// ([`Transport::with_socket`] answers `None`). When the connection ends, the
-/// stream is dropped; `close()` flushes the transport's buffer first but does
-/// not call `poll_shutdown`.
+/// ([`Transport::with_socket`] answers `None`). `close()` flushes the
+/// transport's buffer, then calls `poll_shutdown` (a TLS stream sends its
+/// `close_notify`), then the stream is dropped; `abort()` drops it at once.
 ///
 /// The factory is called once; `connection_made` has run when this returns.
 /// None of `options` applies to a stream yet.
@@ -274,7 +274,8 @@ where
 {
     let _ = options;
     let info = TransportInfo::new("stream").with_can_write_eof(true);
-    let conn = Connection::new(factory(), info);
+    let mut conn = Connection::new(factory(), info);
+    conn.shutdown_on_close();
     let io = AnyStream {
         io,
         flush_pending: false,

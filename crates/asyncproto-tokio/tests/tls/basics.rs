@@ -301,3 +301,35 @@ async fn client_extra_info_answers_tls_keys() {
     })
     .await;
 }
+
+/// `connect_stream` over a TLS stream the user made: `close()` shuts it down
+/// (`poll_shutdown`), so the peer reads a clean `close_notify` end, not a
+/// truncation.
+#[tokio::test]
+async fn connect_stream_close_sends_close_notify_on_a_users_tls_stream() {
+    within(20, async {
+        let pki = TestPki::new();
+        let (raw, addr) = peers::RawServer::bind(&pki).await;
+        let server = tokio::spawn(async move {
+            let mut s = raw.accept().await;
+            let mut buf = Vec::new();
+            // Err(UnexpectedEof) here would mean no close_notify.
+            s.read_to_end(&mut buf).await.expect("clean end");
+            buf
+        });
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(pki.client_config())
+            .connect("localhost".try_into().expect("name"), tcp)
+            .await
+            .expect("handshake");
+        let (t, done) =
+            asyncproto_tokio::connect_stream(Recorder::default, tls, ConnectOptions::new())
+                .await
+                .expect("connect_stream");
+        t.write("over a user's TLS stream").expect("write");
+        t.close();
+        assert_eq!(server.await.expect("server"), b"over a user's TLS stream");
+        drop(done);
+    })
+    .await;
+}
