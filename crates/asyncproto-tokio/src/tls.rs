@@ -159,6 +159,7 @@ impl TlsClientOptions {
 /// use asyncproto_tokio::{ServerOptions, TlsServerOptions};
 /// use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 ///
+/// # #[allow(dead_code)]
 /// # fn demo(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
 /// let chain = CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>()?;
 /// let key = PrivateKeyDer::from_pem_slice(key_pem)?;
