@@ -25,6 +25,49 @@
 //!   high and 128 KiB low; the rule is the same as every other transport's
 //!   (pause strictly over high), not the TLS transport's `>=`.
 //!
+//! # Example
+//!
+//! A TLS echo server and a client (certificates from the test kit; load
+//! yours with `rustls::pki_types::pem::PemObject`):
+//!
+//! ```
+//! use asyncproto_core::testing::{Event, Recorder};
+//! use asyncproto_testkit::tls::TestPki;
+//! use asyncproto_tokio::{
+//!     ConnectOptions, ServerOptions, TlsClientOptions, TlsServerOptions, create_connection,
+//!     create_server,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let pki = TestPki::new();
+//! let echo = || {
+//!     Recorder::default().on_event(|e, t| {
+//!         if let Event::Data(d) = e {
+//!             t.write(d.clone()).unwrap();
+//!         }
+//!     })
+//! };
+//! let server_tls = TlsServerOptions::new(pki.server_config());
+//! let server = create_server(echo, "127.0.0.1:0", ServerOptions::new().tls(server_tls)).await?;
+//!
+//! let client_tls = TlsClientOptions::new(pki.client_config()).server_name("localhost".try_into()?);
+//! let (transport, done) = create_connection(
+//!     || Recorder::default().on_event(|e, t| if matches!(e, Event::Data(_)) { t.close() }),
+//!     server.local_addrs()[0],
+//!     ConnectOptions::new().tls(client_tls),
+//! )
+//! .await?;
+//! assert!(transport.is_tls());
+//! transport.write("hello over TLS")?;
+//! let client = done.await?; // close() sent close_notify; the server answered
+//! assert_eq!(client.data(), b"hello over TLS");
+//! assert_eq!(client.events().last(), Some(&Event::Lost(None)));
+//! server.close();
+//! server.wait_closed().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # Why ring?
 //!
 //! `rustls` needs a crypto provider. `ring` builds in about half the time of
