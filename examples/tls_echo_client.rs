@@ -96,7 +96,7 @@ impl BaseProtocol for EchoClientProtocol {
 
     fn connection_lost(&mut self, exc: Option<Error>) {
         println!("The server closed the connection");
-        self.lost_with = exc.map(|e| e.to_string());
+        self.lost_with = exc.map(|e| error_chain(&e));
     }
 }
 
@@ -152,10 +152,7 @@ async fn main() -> ExitCode {
     let (transport, on_con_lost) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {
-            match e.tls_error() {
-                Some(tls) => eprintln!("error: TLS with {addr} failed: {e} ({tls})"),
-                None => eprintln!("error: cannot connect to {addr}: {e}"),
-            }
+            eprintln!("error: cannot connect to {addr}: {}", error_chain(&e));
             return ExitCode::FAILURE;
         }
         Err(_) => {
@@ -178,8 +175,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its sources, `outer: inner: …` (a rustls alert or certificate
+/// error is a source, not part of the outer message).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut last = out.clone();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // io::Error shows its inner error's message and skips it as source.
+        if text != last {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+        source = s.source();
+    }
+    out
 }
