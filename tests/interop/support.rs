@@ -146,6 +146,7 @@ pub(crate) fn example(name: &str) -> Command {
         "tcp_echo_server" => env!("CARGO_BIN_EXE_tcp_echo_server"),
         "tcp_echo_client" => env!("CARGO_BIN_EXE_tcp_echo_client"),
         "echo_server" => env!("CARGO_BIN_EXE_echo_server"),
+        "tls_echo_client" => env!("CARGO_BIN_EXE_tls_echo_client"),
         other => panic!("unknown example {other}"),
     };
     let mut cmd = Command::new(path);
