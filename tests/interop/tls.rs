@@ -114,6 +114,20 @@ fn echo_once(s: &mut TlsClient, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 
+/// Sends `close_notify` and reads until the server's (and its FIN).
+fn close_cleanly(mut c: TlsClient) {
+    c.conn.send_close_notify();
+    c.flush().expect("send close_notify");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("the server's close_notify, then EOF");
+    assert!(
+        rest.is_empty(),
+        "{} bytes after our close_notify",
+        rest.len()
+    );
+}
+
 /// The first flight of a `rustls` client: a whole `ClientHello` record.
 fn client_hello(pki: &TestPki) -> Vec<u8> {
     let name = ServerName::try_from("localhost").expect("server name");
@@ -205,10 +219,10 @@ fn python_ssl_client_gets_1_mb_back_and_both_sides_close_notify() {
         let pki = Pki::new();
         let server = tls_echo_server(&pki, mode);
         let pid = server.child.id();
+        let fds_before = open_fds(pid);
         let mut warm = tls_connect(pki.pki.client_config(), server.addr);
         echo_once(&mut warm, b"warm");
-        drop(warm);
-        let fds_before = open_fds(pid);
+        close_cleanly(warm);
 
         let mut cmd = python("tls_stream_peer.py");
         cmd.args([
@@ -752,10 +766,7 @@ fn descriptors_return_after_junk_tls_connections() {
                 // A clean close: close_notify both ways.
                 let mut c = tls_connect(pki.pki.client_config(), server.addr);
                 echo_once(&mut c, b"clean");
-                c.conn.send_close_notify();
-                c.flush().expect("close_notify");
-                let mut sink = Vec::new();
-                c.read_to_end(&mut sink).expect("the server's close_notify");
+                close_cleanly(c);
             }
         }
     }
