@@ -269,15 +269,19 @@ impl Transport {
 
     /// Closes the transport now: what is buffered is discarded and
     /// `connection_lost(None)` follows. Idempotent; after `close()` it
-    /// discards what `close()` was still flushing.
+    /// discards what `close()` was still flushing, and on TLS it stops the
+    /// wait for the peer's `close_notify` (no `close_notify` is sent if it
+    /// was not yet).
     ///
     /// The socket is closed plainly (no `SO_LINGER` reset), as asyncio does.
     // asyncio: selector_events._SelectorTransport._force_close
     pub fn abort(&self) {
         let mut st = self.lock();
-        if st.conn_lost > 0 {
+        if st.aborted || (st.conn_lost > 0 && !st.tls) {
             // Already going down with nothing left to discard: after an
-            // empty-buffer close(), an abort() or a failure.
+            // empty-buffer close(), an abort() or a failure. (A TLS close()
+            // may still be waiting for the peer's close_notify: an abort
+            // cuts that short.)
             return;
         }
         st.buf.clear();

@@ -180,3 +180,16 @@ fn tls_abort_sends_no_close_notify() {
     assert!(!t.is_write_shut());
     assert_eq!(t.protocol().events(), [Made, Lost(None)]);
 }
+
+#[test]
+fn tls_abort_after_close_stops_waiting_for_the_peer() {
+    let mut t = upgraded(Recorder::default());
+    t.transport().close();
+    t.run();
+    assert!(t.is_write_shut());
+    assert!(!t.is_closed(), "waiting for the peer's close_notify");
+    t.transport().abort();
+    t.run();
+    assert!(t.is_closed());
+    assert_eq!(t.protocol().events(), [Made, Lost(None)]);
+}
