@@ -16,4 +16,6 @@
 mod support;
 
 mod basics;
+mod cpython;
 mod peers;
+mod uvloop;
