@@ -17,5 +17,8 @@ mod support;
 
 mod basics;
 mod cpython;
+mod flow;
 mod peers;
+mod upgrade;
 mod uvloop;
+mod verify;
