@@ -757,3 +757,93 @@ impl Drop for StartTls {
         }
     }
 }
+
+/// Ports of the asyncio rows that pass a TLS-only option without TLS
+/// (`cpython-test-port.md`, sections TCP, Server lifecycle and TLS). asyncio
+/// raises `ValueError('… is only meaningful with ssl')`; here the handshake
+/// timeout and the server name exist only on [`TlsClientOptions`] and
+/// [`TlsServerOptions`], so the call does not compile. Each doctest differs
+/// from a compiling program only by that call.
+#[cfg(doctest)]
+mod compile_fail_rows {
+    /// Port of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_server_ssl_timeout_for_plain_socket`.
+    ///
+    /// `ServerOptions` has no handshake timeout; only `TlsServerOptions` has.
+    ///
+    /// ```compile_fail
+    /// use std::time::Duration;
+    /// use asyncproto_tokio::ServerOptions;
+    ///
+    /// let _opts = ServerOptions::new().handshake_timeout(Duration::from_secs(1));
+    /// ```
+    fn test_create_server_ssl_timeout_for_plain_socket() {}
+
+    /// Port of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_server_8`.
+    ///
+    /// As `test_create_server_ssl_timeout_for_plain_socket`.
+    ///
+    /// ```compile_fail
+    /// use std::time::Duration;
+    /// use asyncproto_tokio::ServerOptions;
+    ///
+    /// let _opts = ServerOptions::new().handshake_timeout(Duration::from_secs(1));
+    /// ```
+    fn test_create_server_8() {}
+
+    /// Port of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_connection_ssl_timeout_for_plain_socket`.
+    ///
+    /// `ConnectOptions` has no handshake timeout; only `TlsClientOptions` has.
+    ///
+    /// ```compile_fail
+    /// use std::time::Duration;
+    /// use asyncproto_tokio::ConnectOptions;
+    ///
+    /// let _opts = ConnectOptions::new().handshake_timeout(Duration::from_secs(1));
+    /// ```
+    fn test_create_connection_ssl_timeout_for_plain_socket() {}
+
+    /// Port of uvloop `tests/test_tcp.py::Test_AIO_TCP::test_create_connection_6`.
+    ///
+    /// As `test_create_connection_ssl_timeout_for_plain_socket`.
+    ///
+    /// ```compile_fail
+    /// use std::time::Duration;
+    /// use asyncproto_tokio::ConnectOptions;
+    ///
+    /// let _opts = ConnectOptions::new().handshake_timeout(Duration::from_secs(1));
+    /// ```
+    fn test_create_connection_6() {}
+
+    /// Port of CPython 3.11.7
+    /// `test_events.py::EPollEventLoopTests::test_connect_accepted_socket_ssl_timeout_for_plain_socket`.
+    ///
+    /// `connect_accepted_socket` takes `ConnectOptions`, which has no
+    /// handshake timeout; only `TlsServerOptions` (given through
+    /// `ConnectOptions::tls_server`) has.
+    ///
+    /// ```compile_fail
+    /// use std::time::Duration;
+    /// use asyncproto_core::testing::Recorder;
+    /// use asyncproto_tokio::{ConnectOptions, connect_accepted_socket};
+    ///
+    /// async fn demo(sock: std::net::TcpStream) {
+    ///     let opts = ConnectOptions::new().handshake_timeout(Duration::from_secs(1));
+    ///     let _ = connect_accepted_socket(Recorder::default, sock, opts).await;
+    /// }
+    /// ```
+    fn test_connect_accepted_socket_ssl_timeout_for_plain_socket() {}
+
+    /// Port of CPython 3.11.7
+    /// `test_base_events.py::BaseEventLoopWithSelectorTests::test_create_connection_no_ssl_server_hostname_errors`.
+    ///
+    /// `ConnectOptions` has no server name; only `TlsClientOptions` has.
+    ///
+    /// ```compile_fail
+    /// use asyncproto_tokio::{ConnectOptions, rustls::pki_types::ServerName};
+    ///
+    /// let _opts = ConnectOptions::new().server_name(ServerName::try_from("localhost").unwrap());
+    /// ```
+    fn test_create_connection_no_ssl_server_hostname_errors() {}
+}
