@@ -12,7 +12,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOC = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/reference/cpython-test-port.md"
-AREAS = ["Core state machine", "Flow control", "TCP", "Buffered protocols", "Server lifecycle"]
+AREAS = ["Core state machine", "Flow control", "TCP", "Buffered protocols", "Server lifecycle", "TLS"]
 
 
 def rows_by_area(text):
