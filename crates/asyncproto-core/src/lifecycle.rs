@@ -43,7 +43,7 @@ use bytes::{Bytes, BytesMut};
 use crate::{
     error::{Callback, Error},
     extra_info::TransportInfo,
-    flow::{FlowEvent, MAX_IOVECS},
+    flow::{FlowEvent, MAX_IOVECS, WriteBuffer},
     protocol::{BufferReceiver, Receiver, StreamProtocol},
     transport::{State, Transport},
 };
@@ -663,9 +663,15 @@ fn flush(st: &mut State, io: &mut impl StreamIo) -> Flushed {
         if st.buf.is_empty() {
             return Flushed::Idle;
         }
-        let mut slots = [IoSlice::new(&[]); MAX_IOVECS];
-        let n = st.buf.chunks_vectored(&mut slots);
-        match io.write_vectored(&slots[..n]) {
+        // The iovec array is sized for what is buffered: filling all of
+        // MAX_IOVECS slots costs more than the write's own bookkeeping when
+        // a callback wrote one chunk, the common case.
+        let res = match st.buf.chunk_count() {
+            1 => write_chunks::<1>(&st.buf, io),
+            2..=16 => write_chunks::<16>(&st.buf, io),
+            _ => write_chunks::<MAX_IOVECS>(&st.buf, io),
+        };
+        match res {
             Ok(0) => return Flushed::Failed(io::ErrorKind::WriteZero.into()),
             Ok(k) => {
                 if st.buf.consume(k) == Some(FlowEvent::Resume) {
@@ -677,6 +683,13 @@ fn flush(st: &mut State, io: &mut impl StreamIo) -> Flushed {
             Err(e) => return Flushed::Failed(e),
         }
     }
+}
+
+/// One vectored write of the first (up to) `N` buffered chunks.
+fn write_chunks<const N: usize>(buf: &WriteBuffer, io: &mut impl StreamIo) -> io::Result<usize> {
+    let mut slots = [IoSlice::new(&[]); N];
+    let n = buf.chunks_vectored(&mut slots);
+    io.write_vectored(&slots[..n])
 }
 
 /// One read for a data protocol: `None` if nothing is ready, else the data,
