@@ -406,8 +406,7 @@ impl<P: StreamProtocol> Connection<P> {
             let pause = if aborted { None } else { st.buf.check_pause() };
             let switch = st.pending_protocol.take();
             let upgrading = st.upgrade.is_some();
-            let deliver_held =
-                !st.read_paused && !st.closing && !upgrading && self.held.is_some();
+            let deliver_held = !st.read_paused && !st.closing && !upgrading && self.held.is_some();
             if aborted || pause.is_some() || switch.is_some() || deliver_held {
                 drop(st);
                 // A switch applies first, also on an aborted connection: the
