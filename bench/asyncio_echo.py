@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Stock asyncio (or uvloop) echo server for asyncproto's benchmarks (issue #4).
 
-    asyncio_echo.py --addr 127.0.0.1:8888 [--threads N] [--uvloop]
+    asyncio_echo.py --addr 127.0.0.1:8888 [--threads N] [--uvloop] [--reply-writes N]
 
 The same protocol as examples/echo_server.rs: write back everything received;
 when the write buffer goes over the high-water mark, pause reading until it
 drains (pause_writing -> pause_reading, resume_writing -> resume_reading).
-The default eof_received() closes after the buffer is flushed.
+The default eof_received() closes after the buffer is flushed. With
+``--reply-writes N`` each chunk is echoed with N ``transport.write()`` calls
+of about len/N bytes each, as ``echo_server --reply-writes N``.
 
 Same command-line contract as echo_server: the first stdout line is
 ``listening on HOST:PORT``; SIGINT or SIGTERM stops it (exit 0). ``--threads``
@@ -22,11 +24,19 @@ import sys
 class Echo(asyncio.Protocol):
     """Echo protocol with asyncio's flow control wired to reading."""
 
+    reply_writes = 1
+
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, data):
-        self.transport.write(data)
+        n = self.reply_writes
+        if n <= 1:
+            self.transport.write(data)
+            return
+        view, size = memoryview(data), len(data)
+        for i in range(n):
+            self.transport.write(view[i * size // n : (i + 1) * size // n])
 
     def pause_writing(self):
         self.transport.pause_reading()
@@ -52,7 +62,9 @@ def main():
     ap.add_argument("--addr", default="127.0.0.1:8888")
     ap.add_argument("--threads", type=int, default=None, help="ignored")
     ap.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    ap.add_argument("--reply-writes", type=int, default=1, help="write() calls per echoed chunk")
     args = ap.parse_args()
+    Echo.reply_writes = max(1, args.reply_writes)
     host, _, port = args.addr.rpartition(":")
     coro = serve(host.strip("[]"), int(port))
     if args.uvloop:

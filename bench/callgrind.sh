@@ -18,7 +18,10 @@
 # (`--think-us`), so the server has gone idle and waits for each message, as
 # a one-connection echo does at full speed without a tool slowing the server
 # down; and "b2b" — back to back, where the server, slowed down by the tool,
-# finds the next message already waiting (as a busy server does).
+# finds the next message already waiting (as a busy server does). A third,
+# "idle16", is "idle" with every server answering each message with 16 small
+# writes (`--reply-writes 16`; raw Tokio: 16 `write_all` into a `BufWriter`
+# and one flush), for callgrind and strace.
 #
 # Writes a section of docs/performance.md (between the bench/callgrind.sh
 # markers) and keeps the raw outputs (callgrind.out files, annotations,
@@ -70,21 +73,23 @@ server_bin() {
     esac
 }
 
-# run_one TOOL SERVER N SCENARIO THINK_US: runs the server under the tool,
-# echoes N messages through it, stops it (SIGTERM: both servers exit
-# cleanly, so the tools write their output).
+# run_one TOOL SERVER N SCENARIO THINK_US [SERVER_ARGS]: runs the server
+# under the tool, echoes N messages through it, stops it (SIGTERM: both
+# servers exit cleanly, so the tools write their output).
 run_one() {
-    local tool=$1 server=$2 n=$3 scen=$4 think=$5 bin pid addr i
+    local tool=$1 server=$2 n=$3 scen=$4 think=$5 sargs=${6:-} bin pid addr i
     bin=$(server_bin "$server")
     : > "$WORK/server.out"
     case $tool in
         callgrind)
+            # shellcheck disable=SC2086 # sargs is a word list
             valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.$scen.$server.$n.out" \
-                "$bin" --addr 127.0.0.1:0 --threads 1 > "$WORK/server.out" 2> "$WORK/server.err" &
+                "$bin" --addr 127.0.0.1:0 --threads 1 $sargs > "$WORK/server.out" 2> "$WORK/server.err" &
             ;;
         strace)
+            # shellcheck disable=SC2086
             strace -c -f -o "$WORK/strace.$scen.$server.$n.txt" \
-                "$bin" --addr 127.0.0.1:0 --threads 1 > "$WORK/server.out" 2> "$WORK/server.err" &
+                "$bin" --addr 127.0.0.1:0 --threads 1 $sargs > "$WORK/server.out" 2> "$WORK/server.err" &
             ;;
     esac
     pid=$!
@@ -118,13 +123,22 @@ ir_total() {
     sed -n 's/^\(totals\|summary\): *\([0-9]*\).*/\2/p' "$1" | head -1
 }
 
-for sc in "idle:1000" "b2b:0"; do
+# scenario:think_us[:server arguments]
+scen_args() {
+    local rest=${1#*:}
+    [[ $rest == *:* ]] && echo "${rest#*:}"
+    return 0
+}
+
+for sc in "idle:1000" "b2b:0" "idle16:1000:--reply-writes 16"; do
     scen=${sc%%:*}
     think=${sc#*:}
+    think=${think%%:*}
+    sargs=$(scen_args "$sc")
     for server in asyncproto raw_tokio; do
         for n in "$N1" "$N2"; do
             echo "==> callgrind ($scen): $server, $n messages" >&2
-            run_one callgrind "$server" "$n" "$scen" "$think"
+            run_one callgrind "$server" "$n" "$scen" "$think" "$sargs"
         done
         a=$(ir_total "$WORK/callgrind.$scen.$server.$N1.out")
         b=$(ir_total "$WORK/callgrind.$scen.$server.$N2.out")
@@ -166,13 +180,15 @@ print(json.dumps(row))
 PY
 }
 
-for sc in "idle:300" "b2b:0"; do
+for sc in "idle:300" "b2b:0" "idle16:300:--reply-writes 16"; do
     scen=${sc%%:*}
     think=${sc#*:}
+    think=${think%%:*}
+    sargs=$(scen_args "$sc")
     for server in asyncproto raw_tokio; do
         for n in "$N1" "$N2"; do
             echo "==> strace ($scen): $server, $n messages" >&2
-            run_one strace "$server" "$n" "$scen" "$think"
+            run_one strace "$server" "$n" "$scen" "$think" "$sargs"
         done
         strace_row "$WORK/strace.$scen.$server.$N1.txt" "$WORK/strace.$scen.$server.$N2.txt" \
             "$server" "$N1" "$N2" "$scen" >> "$RESULTS"

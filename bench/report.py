@@ -251,13 +251,14 @@ def cmd_deterministic(args):
         "- *idle*: the client pauses after each round trip (callgrind 1 ms, strace 300 µs, allocations 100 µs), "
         "so the server waits for every message — what a one-connection echo does at full speed; "
         "*b2b*: back to back, and the server, slowed down by the tool, finds the next message already "
-        "waiting — what a busy server does"
+        "waiting — what a busy server does; *idle16*: *idle*, but every server answers each message "
+        "with 16 writes of 4 B (`--reply-writes 16`; raw Tokio: 16 `write_all` into a `BufWriter`, one flush)"
     )
     out.append("")
     out.append("| figure | scenario | asyncproto `echo_server --threads 1` | raw Tokio `--threads 1` | ratio |")
     out.append("|---|---|---|---|---|")
 
-    def line(kind, key, title, fmt, scens=("idle", "b2b")):
+    def line(kind, key, title, fmt, scens=("idle", "b2b", "idle16")):
         for scen in scens:
             d = by.get((kind, scen), {})
             a, b = d.get("asyncproto", {}).get(key), d.get("raw_tokio", {}).get(key)

@@ -16,6 +16,9 @@
 #   server process for every measurement;
 # - the load generator verifies every echoed byte and reads the server's CPU
 #   time (/proc/PID/stat) over each measured window; any failure fails the run;
+# - the "16 writes" workloads start every server with `--reply-writes 16`:
+#   each chunk is echoed with 16 small writes (raw Tokio: 16 `write_all` into
+#   a `BufWriter`, then one flush);
 # - writes medians, spreads and ratios against raw Tokio as Markdown into
 #   docs/performance.md (between the `bench/run.sh` markers), with the date,
 #   the command, nproc and the kernel.
@@ -63,10 +66,11 @@ if [[ $QUICK == 1 ]]; then
     WARMUP=0.1
     DURATION=0.3
     HOLD=0.2
-    # name mode conns size placements
+    # name mode conns size placements [server arguments]
     WORKLOADS=(
         "rr 64 B x 1|rr|1|64|pinned unpinned"
         "rr 64 B x 10|rr|10|64|pinned"
+        "rr 64 B x 1, 16 writes|rr|1|64|pinned|--reply-writes 16"
         "stream 64 KiB x 2|stream|2|65536|pinned"
         "connect x 4|connect|4|64|pinned"
         "idle x 200|idle|200|64|pinned"
@@ -81,6 +85,8 @@ else
         "rr 64 B x 50|rr|50|64|pinned unpinned"
         "rr 1 KiB x 1|rr|1|1024|pinned unpinned"
         "rr 1 KiB x 50|rr|50|1024|pinned unpinned"
+        "rr 64 B x 1, 16 writes|rr|1|64|pinned unpinned|--reply-writes 16"
+        "rr 64 B x 50, 16 writes|rr|50|64|pinned unpinned|--reply-writes 16"
         "stream 64 KiB x 1|stream|1|65536|pinned unpinned"
         "stream 64 KiB x 8|stream|8|65536|pinned unpinned"
         "connect x 8|connect|8|64|pinned unpinned"
@@ -159,10 +165,10 @@ server_cmd() {
 
 SPID=""
 SADDR=""
-# start_server NAME PLACEMENT: sets SPID and SADDR.
+# start_server NAME PLACEMENT [ARGS]: sets SPID and SADDR.
 start_server() {
     local cmd
-    cmd=$(server_cmd "$1")
+    cmd="$(server_cmd "$1") ${3:-}"
     : > "$WORK/server.out"
     if [[ $2 == pinned ]]; then
         # shellcheck disable=SC2086 # cmd is a word list
@@ -195,11 +201,12 @@ stop_server() {
     wait "$SPID" 2>/dev/null || true
 }
 
+note "16 writes: each server echoes every chunk with 16 write() calls of len/16 bytes (raw Tokio: 16 write_all into a tokio::io::BufWriter, then one flush)"
 note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
 FAILED=0
 T0=$(date +%s)
 for w in "${WORKLOADS[@]}"; do
-    IFS='|' read -r name mode conns size placements <<< "$w"
+    IFS='|' read -r name mode conns size placements sargs <<< "$w"
     if (( conns > MAXCONN )); then
         note "skipped $name: open-files limit $HARD is too low"
         continue
@@ -211,7 +218,7 @@ for w in "${WORKLOADS[@]}"; do
         fi
         for rep in $(seq "$REPS"); do
             for s in "${ACTIVE[@]}"; do
-                start_server "$s" "$placement" || { FAILED=1; continue; }
+                start_server "$s" "$placement" "$sargs" || { FAILED=1; continue; }
                 if [[ $placement == pinned ]]; then
                     lg=(taskset -c 1 "$BIN/loadgen" --threads 1)
                 else

@@ -3,12 +3,19 @@
 //!
 //! ```text
 //! echo_server --addr 127.0.0.1:8888 [--threads N] [--panic-on BYTES] [--buffered]
+//!             [--reply-writes N]
 //!             [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM] [--tls-handshake-timeout SECS]]
 //! ```
 //!
 //! With `--buffered` the same echo runs as a `BufferedProtocol`: each
 //! connection reads straight into one 64 KiB buffer of its own, allocated
 //! once, and `buffer_updated` writes a copy of what arrived.
+//!
+//! With `--reply-writes N` each received chunk is echoed with N
+//! `transport.write()` calls of about len/N bytes each (zero-copy slices of
+//! the chunk, in order): a protocol that builds its reply from many small
+//! writes, which the transport sends with one `writev` per callback (the
+//! benchmarks' "16 writes" workloads).
 //!
 //! Flow control: when its write buffer goes over the high-water mark
 //! (`pause_writing`) it stops reading (`pause_reading`) until the buffer
@@ -74,6 +81,10 @@ struct Args {
     /// (default 60, as asyncio's `ssl_handshake_timeout`).
     #[arg(long, value_name = "SECS", requires = "tls_cert", value_parser = parse_secs)]
     tls_handshake_timeout: Option<Duration>,
+    /// Echo each received chunk with this many `write()` calls of about
+    /// len/N bytes each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    reply_writes: u16,
 }
 
 /// A positive, finite number of seconds.
@@ -104,6 +115,7 @@ const BUFFER_SIZE: usize = 64 * 1024;
 struct Echo {
     transport: Option<Transport>,
     panic_on: Option<Arc<[u8]>>,
+    reply_writes: usize,
 }
 
 impl BaseProtocol for Echo {
@@ -130,8 +142,7 @@ impl Protocol for Echo {
             assert!(!data.starts_with(p), "--panic-on matched");
         }
         if let Some(t) = &self.transport {
-            // Only fails after write_eof(), which this protocol never calls.
-            let _ = t.write(data);
+            reply(t, data, self.reply_writes);
         }
     }
 
@@ -146,14 +157,16 @@ struct BufferedEcho {
     transport: Option<Transport>,
     buf: Box<[u8]>,
     panic_on: Option<Arc<[u8]>>,
+    reply_writes: usize,
 }
 
 impl BufferedEcho {
-    fn new(panic_on: Option<Arc<[u8]>>) -> Self {
+    fn new(panic_on: Option<Arc<[u8]>>, reply_writes: usize) -> Self {
         Self {
             transport: None,
             buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
             panic_on,
+            reply_writes,
         }
     }
 }
@@ -189,12 +202,26 @@ impl BufferedProtocol for BufferedEcho {
             assert!(!data.starts_with(p), "--panic-on matched");
         }
         if let Some(t) = &self.transport {
-            // Only fails after write_eof(), which this protocol never calls.
-            let _ = t.write(Bytes::copy_from_slice(data));
+            reply(t, Bytes::copy_from_slice(data), self.reply_writes);
         }
     }
 
     // Default eof_received() returns false, as for Echo.
+}
+
+/// Echoes `data` with `writes` calls to `write()`, piece `i` being bytes
+/// `i * len / writes .. (i + 1) * len / writes` (slices of `data`, no copy;
+/// empty pieces are no-ops).
+fn reply(t: &Transport, data: Bytes, writes: usize) {
+    // write() only fails after write_eof(), which these protocols never call.
+    if writes <= 1 {
+        let _ = t.write(data);
+        return;
+    }
+    let len = data.len();
+    for i in 0..writes {
+        let _ = t.write(data.slice(i * len / writes..(i + 1) * len / writes));
+    }
 }
 
 fn main() -> ExitCode {
@@ -223,14 +250,16 @@ async fn serve(args: Args) -> ExitCode {
         }
     };
     let panic_on: Option<Arc<[u8]>> = args.panic_on.map(|s| Arc::from(s.into_bytes()));
+    let reply_writes = usize::from(args.reply_writes);
     let mut signals = common::ShutdownSignals::install();
     let created = if args.buffered {
-        let factory = move || Buffered(BufferedEcho::new(panic_on.clone()));
+        let factory = move || Buffered(BufferedEcho::new(panic_on.clone(), reply_writes));
         create_server(factory, args.addr, options).await
     } else {
         let factory = move || Echo {
             transport: None,
             panic_on: panic_on.clone(),
+            reply_writes,
         };
         create_server(factory, args.addr, options).await
     };

@@ -4,11 +4,16 @@
 //!
 //! ```text
 //! raw_tokio_echo --addr 127.0.0.1:8888 [--threads N] [--read-size BYTES]
+//!                [--reply-writes N]
 //! ```
 //!
 //! A `TcpListener` and one task per connection: `read` into a fixed buffer
 //! (64 KiB, allocated when the connection is accepted), then `write_all` of
-//! what was read, `TCP_NODELAY` on. The command-line contract is
+//! what was read, `TCP_NODELAY` on. With `--reply-writes N` (N > 1) the
+//! socket's write side goes through a `tokio::io::BufWriter` and each read
+//! is echoed with N `write_all` calls of about len/N bytes each, then one
+//! `flush`: the idiomatic baseline for a reply built from many small writes
+//! (`echo_server --reply-writes N`). The command-line contract is
 //! `echo_server`'s: the first stdout line is `listening on HOST:PORT`, and
 //! SIGINT or SIGTERM stops the process (exit 0).
 
@@ -16,7 +21,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use clap::Parser;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt, BufWriter},
     net::{TcpListener, TcpStream},
     signal::unix::{SignalKind, signal},
 };
@@ -33,10 +38,17 @@ struct Args {
     /// Size of each connection's read buffer, bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     read_size: usize,
+    /// Echo each read with this many `write_all` calls into a `BufWriter`
+    /// (about len/N bytes each), then one `flush`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    reply_writes: u16,
 }
 
 /// Echoes until EOF or an error, then closes.
-async fn echo(mut stream: TcpStream, read_size: usize) {
+async fn echo(mut stream: TcpStream, read_size: usize, writes: usize) {
+    if writes > 1 {
+        return echo_buffered(stream, read_size, writes).await;
+    }
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; read_size];
     loop {
@@ -45,6 +57,33 @@ async fn echo(mut stream: TcpStream, read_size: usize) {
             Ok(n) => n,
         };
         if stream.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `--reply-writes`: the echo of each read as `writes` small `write_all`s
+/// into a `BufWriter` (piece `i` is bytes `i * n / writes .. (i + 1) * n /
+/// writes`), sent by one `flush`.
+async fn echo_buffered(stream: TcpStream, read_size: usize, writes: usize) {
+    let _ = stream.set_nodelay(true);
+    let mut stream = BufWriter::new(stream);
+    let mut buf = vec![0u8; read_size];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for i in 0..writes {
+            if stream
+                .write_all(&buf[i * n / writes..(i + 1) * n / writes])
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if stream.flush().await.is_err() {
             return;
         }
     }
@@ -73,11 +112,12 @@ async fn serve(args: Args) -> ExitCode {
         }
     }
     let read_size = args.read_size.max(1);
+    let writes = usize::from(args.reply_writes);
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
-                    tokio::spawn(echo(stream, read_size));
+                    tokio::spawn(echo(stream, read_size, writes));
                 }
                 // EMFILE and the like: keep serving the connections we have.
                 Err(e) => {

@@ -195,6 +195,13 @@ impl WriteBuffer {
         self.len = 0;
     }
 
+    /// How many chunks are buffered (each write of non-empty data is one,
+    /// until it is fully consumed): the number of slices
+    /// [`chunks_vectored`](Self::chunks_vectored) can fill.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// Fills `dst` with slices of the buffered chunks, front first, and
     /// returns how many were filled.
     pub fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {

@@ -43,9 +43,9 @@ use bytes::{Bytes, BytesMut};
 use crate::{
     error::{Callback, Error},
     extra_info::TransportInfo,
-    flow::{FlowEvent, MAX_IOVECS},
+    flow::{FlowEvent, MAX_IOVECS, WriteBuffer},
     protocol::{BufferReceiver, Receiver, StreamProtocol},
-    transport::{Transport, Upgrade},
+    transport::{State, Transport, Upgrade},
 };
 
 #[cfg(unix)]
@@ -375,105 +375,172 @@ impl<P: StreamProtocol> Connection<P> {
             Phase::Open => {}
             Phase::Done | Phase::Finished => return Status::Done,
         }
-        {
-            let mut st = self.transport.lock();
-            st.running = true;
-            match &st.waker {
-                Some(w) if w.will_wake(waker) => {}
-                _ => st.waker = Some(waker.clone()),
-            }
-        }
         let mut reads = 0;
+        // The transport's lock is held from the top of each iteration to its
+        // end: snapshot, pause check, flush, close decision, the read of a
+        // data protocol and the decision to park all see one consistent
+        // state, for one lock round trip per iteration. It is released only
+        // to run a callback (which may call the transport) and re-taken after.
+        let mut st = self.transport.lock();
+        st.running = true;
+        match &st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => st.waker = Some(waker.clone()),
+        }
         loop {
-            // One lock for the iteration's snapshot. The pause check comes
-            // before the send attempt: a protocol that writes until the buffer
-            // is over high, then waits for resume_writing, must get the pause
-            // even if the send then takes most of it (it would otherwise wait
-            // forever for a resume).
-            let (aborted, closing, read_paused, switch, pause, upgrading) = {
-                let mut st = self.transport.lock();
-                st.dirty = false;
-                if st.closing && st.upgrade.is_some() {
-                    // A close (or failure) before a pending upgrade was due:
-                    // abort, as asyncio does when closed during a handshake;
-                    // the bytes for the upgraded stream must not go out
-                    // plain.
-                    st.upgrade = None;
-                    st.buf.clear();
-                    st.aborted = true;
-                    st.conn_lost = st.conn_lost.max(1);
+            st.dirty = false;
+            if st.closing && st.upgrade.is_some() {
+                // A close (or failure) before a pending upgrade was due:
+                // abort, as asyncio does when closed during a handshake; the
+                // bytes for the upgraded stream must not go out plain.
+                st.upgrade = None;
+                st.buf.clear();
+                st.aborted = true;
+                st.conn_lost = st.conn_lost.max(1);
+            }
+            // The pause check comes before the send attempt: a protocol that
+            // writes until the buffer is over high, then waits for
+            // resume_writing, must get the pause even if the send then takes
+            // most of it (it would otherwise wait forever for a resume).
+            let aborted = st.aborted;
+            let pause = if aborted { None } else { st.buf.check_pause() };
+            let switch = st.pending_protocol.take();
+            let upgrading = st.upgrade.is_some();
+            let deliver_held = !st.read_paused && !st.closing && !upgrading && self.held.is_some();
+            if aborted || pause.is_some() || switch.is_some() || deliver_held {
+                drop(st);
+                // A switch applies first, also on an aborted connection: the
+                // new protocol gets the pause edge, if any, and
+                // connection_lost.
+                let switched = switch.is_some();
+                if let Some(new) = switch {
+                    self.switch_protocol(new);
                 }
-                let pause = if st.aborted {
-                    None
-                } else {
-                    st.buf.check_pause()
-                };
-                (
-                    st.aborted,
-                    st.closing,
-                    st.read_paused,
-                    st.pending_protocol.take(),
-                    pause,
-                    st.upgrade.is_some(),
-                )
-            };
-            // A switch applies first, also on an aborted connection: the new
-            // protocol gets the pause edge, if any, and connection_lost.
-            let switched = switch.is_some();
-            if let Some(new) = switch {
-                self.switch_protocol(new);
-            }
-            if aborted {
-                return self.done();
-            }
-            if pause.is_some() {
-                self.call(Callback::PauseWriting, |p| p.pause_writing());
-                continue;
-            }
-            if switched {
-                // The switch may have run a callback (a held buffer_updated):
-                // take a fresh snapshot before sending.
-                continue;
-            }
-            if !read_paused && !closing && !upgrading && self.held.is_some() {
-                if let Some(got) = self.held.take() {
+                if aborted {
+                    return self.done();
+                }
+                if pause.is_some() {
+                    self.call(Callback::PauseWriting, |p| p.pause_writing());
+                } else if !switched && let Some(got) = self.held.take() {
+                    // After a switch, which may have run a callback (a held
+                    // buffer_updated), a fresh snapshot comes first.
                     self.deliver(got);
                 }
+                st = self.transport.lock();
                 continue;
             }
-            if self.flush(io) {
-                continue;
-            }
-            if upgrading {
-                let mut st = self.transport.lock();
-                if st.upgrade.as_ref().is_some_and(|u| u.plain_left == 0) {
-                    st.running = false;
-                    return Status::Upgrade;
-                }
-            }
-            if self.close_or_shutdown(io) {
-                return self.done();
-            }
-            if self.draining && !self.read_eof {
-                if self.read_discard(io) {
+            match flush(&mut st, io) {
+                Flushed::Idle => {}
+                Flushed::Resume => {
+                    drop(st);
+                    self.call(Callback::ResumeWriting, |p| p.resume_writing());
+                    st = self.transport.lock();
                     continue;
                 }
-            } else if !closing
-                && !read_paused
+                Flushed::Failed(e) => {
+                    drop(st);
+                    self.fail_io(e);
+                    st = self.transport.lock();
+                    continue;
+                }
+            }
+            if upgrading && st.upgrade.as_ref().is_some_and(|u| u.plain_left == 0) {
+                // Everything written before the request is out.
+                st.running = false;
+                return Status::Upgrade;
+            }
+            // With the buffer empty: finish a close() or perform a requested
+            // write_eof().
+            if st.buf.is_empty() {
+                if st.closing {
+                    // From here on writes are dropped: asyncio sets
+                    // _conn_lost when the last byte of a close() is out.
+                    st.conn_lost = st.conn_lost.max(1);
+                    drop(st);
+                    let over = if self.tls {
+                        self.tls_close(io)
+                    } else if self.shutdown_on_close && !self.eof_sent {
+                        self.shutdown_before_close(io)
+                    } else {
+                        true
+                    };
+                    if over {
+                        return self.done();
+                    }
+                    st = self.transport.lock();
+                }
+                if st.eof_requested && !self.eof_sent {
+                    drop(st);
+                    match io.shutdown_write() {
+                        Ok(()) => self.eof_sent = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
+                        Err(e) => {
+                            // Over now: neither park nor read with the state
+                            // seen before the failure.
+                            self.fail_io(e);
+                            return self.done();
+                        }
+                    }
+                    st = self.transport.lock();
+                    if st.dirty {
+                        continue;
+                    }
+                }
+            }
+            if self.draining && !self.read_eof {
+                drop(st);
+                let happened = self.read_discard(io);
+                st = self.transport.lock();
+                if happened {
+                    continue;
+                }
+            } else if !st.closing
+                && !st.read_paused
                 && !upgrading
                 && !self.read_eof
                 && self.held.is_none()
             {
                 if reads >= READS_PER_DRIVE {
-                    self.transport.lock().running = false;
+                    st.running = false;
                     return Status::Yield;
                 }
-                if self.read(io) {
-                    reads += 1;
-                    continue;
+                let buffered = match (&mut self.switched, &mut self.protocol) {
+                    (Some(p), _) => Some(matches!(p.receiver(), Receiver::Buffer(_))),
+                    (None, Some(p)) => Some(matches!(p.receiver(), Receiver::Buffer(_))),
+                    (None, None) => None,
+                };
+                match buffered {
+                    Some(false) => {
+                        // A data protocol's read runs under the lock (a
+                        // non-blocking read, as the flush's write): reading
+                        // is not paused, and no pause from another thread
+                        // can land before the delivery is decided.
+                        let got = read_data(&mut self.read_size, io);
+                        if let Some(got) = got {
+                            drop(st);
+                            reads += 1;
+                            match got {
+                                Ok(got) => self.deliver(got),
+                                Err(e) => self.fail_io(e),
+                            }
+                            st = self.transport.lock();
+                            continue;
+                        }
+                    }
+                    Some(true) => {
+                        // get_buffer is a callback: not under the lock.
+                        drop(st);
+                        let happened = self.read_buffered(io);
+                        st = self.transport.lock();
+                        if happened {
+                            reads += 1;
+                            continue;
+                        }
+                    }
+                    None => {}
                 }
             }
-            let mut st = self.transport.lock();
             if st.dirty {
                 continue;
             }
@@ -558,89 +625,6 @@ impl<P: StreamProtocol> Connection<P> {
         }
     }
 
-    /// Sends what is buffered. Returns true if a callback ran (the caller
-    /// loops again).
-    fn flush(&mut self, io: &mut impl StreamIo) -> bool {
-        let mut st = self.transport.lock();
-        loop {
-            if st.buf.is_empty() {
-                return false;
-            }
-            let mut slots = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = match &st.upgrade {
-                None => st.buf.chunks_vectored(&mut slots),
-                // Only the bytes written before the upgrade request go out
-                // over the current stream.
-                Some(up) if up.plain_left == 0 => return false,
-                Some(up) => st.buf.chunks_vectored_max(&mut slots, up.plain_left),
-            };
-            // The lock is held across one non-blocking write so that writers
-            // on other threads see a consistent buffer; it never blocks.
-            match io.write_vectored(&slots[..n]) {
-                Ok(0) => {
-                    drop(st);
-                    self.fail_io(io::ErrorKind::WriteZero.into());
-                    return true;
-                }
-                Ok(k) => {
-                    if let Some(up) = &mut st.upgrade {
-                        up.plain_left = up.plain_left.saturating_sub(k);
-                    }
-                    if st.buf.consume(k) == Some(FlowEvent::Resume) {
-                        drop(st);
-                        self.call(Callback::ResumeWriting, |p| p.resume_writing());
-                        return true;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    drop(st);
-                    self.fail_io(e);
-                    return true;
-                }
-            }
-        }
-    }
-
-    /// With the buffer empty: finish a `close()` or perform a requested
-    /// `write_eof()`. Returns true when the connection is over: the close
-    /// finished, or the shutdown failed (the connection failed with it).
-    fn close_or_shutdown(&mut self, io: &mut impl StreamIo) -> bool {
-        let mut st = self.transport.lock();
-        if !st.buf.is_empty() {
-            return false;
-        }
-        if st.closing {
-            // From here on writes are dropped: asyncio sets _conn_lost when
-            // the last byte of a close() is out.
-            st.conn_lost = st.conn_lost.max(1);
-            drop(st);
-            if self.tls {
-                return self.tls_close(io);
-            }
-            if self.shutdown_on_close && !self.eof_sent {
-                return self.shutdown_before_close(io);
-            }
-            return true;
-        }
-        if st.eof_requested && !self.eof_sent {
-            drop(st);
-            match io.shutdown_write() {
-                Ok(()) => self.eof_sent = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
-                Err(e) => {
-                    // Over now: the caller must neither park nor read with
-                    // the state it saw before the failure.
-                    self.fail_io(e);
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
     /// `close()` on a stream that wants a shutdown first: shut the write side
     /// down, then the connection is over. Returns true when over.
     fn shutdown_before_close(&mut self, io: &mut impl StreamIo) -> bool {
@@ -714,62 +698,6 @@ impl<P: StreamProtocol> Connection<P> {
         }
     }
 
-    /// One read. Returns true if something happened (data, EOF or an error).
-    fn read(&mut self, io: &mut impl StreamIo) -> bool {
-        let buffered = match self.current() {
-            Some(p) => matches!(p.receiver(), Receiver::Buffer(_)),
-            None => return false,
-        };
-        if buffered {
-            return self.read_buffered(io);
-        }
-        let read_size = self.read_size;
-        // Reads go into the thread's scratch buffer: an idle connection holds
-        // no read buffer at all, and a small read costs one exact-size
-        // allocation (the copy the protocol receives), not a fresh buffer
-        // plus a shared header. A large read hands its part of the scratch
-        // allocation over without a copy.
-        let res = SCRATCH.with(|cell| {
-            let mut buf = cell.borrow_mut();
-            if buf.capacity() - buf.len() < read_size {
-                buf.reserve(read_size);
-            }
-            let spare = buf.capacity() - buf.len();
-            loop {
-                match io.read(&mut buf) {
-                    Ok(0) => return Ok(None),
-                    Ok(n) => {
-                        let data = if n <= COPY_MAX {
-                            let data = Bytes::copy_from_slice(&buf[..n]);
-                            buf.clear();
-                            data
-                        } else {
-                            buf.split().freeze()
-                        };
-                        return Ok(Some((data, spare)));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        buf.clear();
-                        return Err(e);
-                    }
-                }
-            }
-        });
-        match res {
-            Ok(None) => self.deliver_or_hold(Got::Eof),
-            Ok(Some((data, spare))) => {
-                self.adapt_read_size(data.len(), spare);
-                self.deliver_or_hold(Got::Data(data))
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(e) => {
-                self.fail_io(e);
-                true
-            }
-        }
-    }
-
     /// One read straight into a buffered protocol's buffer: `get_buffer`,
     /// read, `buffer_updated(n)`.
     // asyncio: selector_events._SelectorSocketTransport._read_ready__get_buffer
@@ -816,9 +744,10 @@ impl<P: StreamProtocol> Connection<P> {
         }
     }
 
-    /// Delivers what a read got, or holds it if a `pause_reading()` from
-    /// another thread landed during the read. Returns true (something
-    /// happened).
+    /// Delivers what a buffered protocol's read got, or holds it if a
+    /// `pause_reading()` from another thread landed during the read (which
+    /// runs outside the lock: `get_buffer` is a callback). Returns true
+    /// (something happened).
     fn deliver_or_hold(&mut self, got: Got) -> bool {
         if self.transport.lock().read_paused {
             self.held = Some(got);
@@ -842,14 +771,6 @@ impl<P: StreamProtocol> Connection<P> {
                 r.buffer_updated(n);
             }
         });
-    }
-
-    fn adapt_read_size(&mut self, n: usize, spare: usize) {
-        if n >= spare {
-            self.read_size = (self.read_size * 2).min(MAX_READ_SIZE);
-        } else if n < self.read_size / 8 {
-            self.read_size = (self.read_size / 2).max(MIN_READ_SIZE);
-        }
     }
 
     fn deliver_data(&mut self, data: Bytes) {
@@ -962,6 +883,126 @@ impl<P: StreamProtocol> std::fmt::Debug for Connection<P> {
             .field("read_eof", &self.read_eof)
             .field("error", &self.error)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a [`flush`] left to do.
+enum Flushed {
+    /// The buffer is empty, or the socket takes no more now.
+    Idle,
+    /// The buffer fell to the low mark while paused: `resume_writing`.
+    Resume,
+    /// The write failed; the connection fails with the error.
+    Failed(io::Error),
+}
+
+/// Sends what is buffered, with the transport's lock held across each
+/// non-blocking write so that writers on other threads see a consistent
+/// buffer; it never blocks.
+fn flush(st: &mut State, io: &mut impl StreamIo) -> Flushed {
+    loop {
+        if st.buf.is_empty() {
+            return Flushed::Idle;
+        }
+        // With an upgrade pending, only the bytes written before the request
+        // go out over the current stream.
+        let max = match &st.upgrade {
+            None => usize::MAX,
+            Some(up) if up.plain_left == 0 => return Flushed::Idle,
+            Some(up) => up.plain_left,
+        };
+        // The iovec array is sized for what is buffered: filling all of
+        // MAX_IOVECS slots costs more than the write's own bookkeeping when
+        // a callback wrote one chunk, the common case.
+        let res = match st.buf.chunk_count() {
+            1 => write_chunks::<1>(&st.buf, max, io),
+            2..=16 => write_chunks::<16>(&st.buf, max, io),
+            _ => write_chunks::<MAX_IOVECS>(&st.buf, max, io),
+        };
+        match res {
+            Ok(0) => return Flushed::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(k) => {
+                if let Some(up) = &mut st.upgrade {
+                    up.plain_left = up.plain_left.saturating_sub(k);
+                }
+                if st.buf.consume(k) == Some(FlowEvent::Resume) {
+                    return Flushed::Resume;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Idle,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Flushed::Failed(e),
+        }
+    }
+}
+
+/// One vectored write of the first (up to) `N` buffered chunks, at most
+/// `max` bytes.
+fn write_chunks<const N: usize>(
+    buf: &WriteBuffer,
+    max: usize,
+    io: &mut impl StreamIo,
+) -> io::Result<usize> {
+    let mut slots = [IoSlice::new(&[]); N];
+    let n = if max == usize::MAX {
+        buf.chunks_vectored(&mut slots)
+    } else {
+        buf.chunks_vectored_max(&mut slots, max)
+    };
+    io.write_vectored(&slots[..n])
+}
+
+/// One read for a data protocol: `None` if nothing is ready, else the data,
+/// the EOF or the (fatal) error.
+///
+/// Reads go into the thread's scratch buffer: an idle connection holds no
+/// read buffer at all, and a small read costs one exact-size allocation (the
+/// copy the protocol receives), not a fresh buffer plus a shared header. A
+/// large read hands its part of the scratch allocation over without a copy.
+/// `read_size` adapts: it doubles while reads fill the buffer and halves when
+/// they use less than an eighth of it.
+fn read_data(read_size: &mut usize, io: &mut impl StreamIo) -> Option<io::Result<Got>> {
+    let want = *read_size;
+    let res = SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        let spare = buf.capacity() - buf.len();
+        loop {
+            match io.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    let data = if n <= COPY_MAX {
+                        let data = Bytes::copy_from_slice(&buf[..n]);
+                        buf.clear();
+                        data
+                    } else {
+                        buf.split().freeze()
+                    };
+                    return Ok(Some((data, spare)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    buf.clear();
+                    return Err(e);
+                }
+            }
+        }
+    });
+    match res {
+        Ok(None) => Some(Ok(Got::Eof)),
+        Ok(Some((data, spare))) => {
+            let n = data.len();
+            if n >= spare {
+                *read_size = (*read_size * 2).min(MAX_READ_SIZE);
+            } else if n < *read_size / 8 {
+                *read_size = (*read_size / 2).max(MIN_READ_SIZE);
+            }
+            Some(Ok(Got::Data(data)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(Err(e)),
     }
 }
 

@@ -112,8 +112,18 @@ pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, i
             let Some(t) = io.as_mut() else {
                 return Poll::Ready(Status::Done);
             };
-            let waker = cx.waker().clone();
-            let status = conn.drive(&mut Adapter { io: t, cx }, &waker);
+            // The I/O calls get a context of their own over the same waker,
+            // so that `drive` can borrow the waker without cloning it on
+            // every poll.
+            let waker = cx.waker();
+            let mut io_cx = Context::from_waker(waker);
+            let status = conn.drive(
+                &mut Adapter {
+                    io: t,
+                    cx: &mut io_cx,
+                },
+                waker,
+            );
             match status {
                 Status::Pending => {
                     if let Some(after) = t.tls_shutdown_timeout() {

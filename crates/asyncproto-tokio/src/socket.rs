@@ -69,12 +69,17 @@ macro_rules! ready_stream {
 ready_stream!(TcpStream);
 ready_stream!(UnixStream);
 
-/// Waits for read readiness and reads with `read`. On Linux a read that
+/// Reads with `read` if the socket is known to be readable, else waits for
+/// read readiness (registering the task's waker). On Linux a read that
 /// returned less than `want` (but not EOF) drained the socket's receive
 /// queue, so read readiness is cleared at once — the next poll parks without
 /// a `recv` that would only return `EAGAIN`. Tokio's own `poll_read` does the
 /// same; the readiness event is the one observed *before* the read, so data
 /// that arrived during it is not lost.
+///
+/// The read is tried first and `poll_read_ready` called only when it would
+/// block: `try_io` already checks the cached readiness (no syscall when it is
+/// clear), so a ready socket costs one readiness check per read, not two.
 fn poll_read_clearing<S: ReadyStream>(
     stream: &S,
     cx: &mut Context<'_>,
@@ -82,7 +87,6 @@ fn poll_read_clearing<S: ReadyStream>(
     mut read: impl FnMut() -> io::Result<usize>,
 ) -> Poll<io::Result<usize>> {
     loop {
-        ready!(stream.poll_read_ready(cx))?;
         let mut short = None;
         let res = stream.try_io(Interest::READABLE, || match read() {
             Ok(n) if cfg!(any(target_os = "linux", target_os = "android")) && n > 0 && n < want => {
@@ -98,7 +102,9 @@ fn poll_read_clearing<S: ReadyStream>(
             return Poll::Ready(Ok(n));
         }
         match res {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(stream.poll_read_ready(cx))?;
+            }
             res => return Poll::Ready(res),
         }
     }
@@ -110,10 +116,12 @@ fn poll_write_vectored<S: ReadyStream>(
     cx: &mut Context<'_>,
     bufs: &[IoSlice<'_>],
 ) -> Poll<io::Result<usize>> {
+    // As for reads: try first, wait for readiness only when it would block.
     loop {
-        ready!(stream.poll_write_ready(cx))?;
         match stream.try_write_vectored(bufs) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                ready!(stream.poll_write_ready(cx))?;
+            }
             res => return Poll::Ready(res),
         }
     }
