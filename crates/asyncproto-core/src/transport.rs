@@ -134,6 +134,8 @@ impl Transport {
     /// sent while the buffer is draining; once the connection is lost (or
     /// `close()` found the buffer empty, or `abort()`), writes are dropped
     /// silently, and logged as a warning from the fifth on, as asyncio does.
+    /// On a TLS transport every write after `close()` is dropped and counted
+    /// (asyncio's TLS transport: the warning starts at the sixth).
     ///
     /// # Errors
     ///
@@ -149,7 +151,7 @@ impl Transport {
         if data.is_empty() {
             return Ok(());
         }
-        if st.conn_lost > 0 {
+        if st.conn_lost > 0 || (st.tls && st.closing) {
             Self::count_lost_write(&mut st);
             return Ok(());
         }
@@ -181,7 +183,7 @@ impl Transport {
             if data.is_empty() {
                 continue;
             }
-            if st.conn_lost > 0 {
+            if st.conn_lost > 0 || (st.tls && st.closing) {
                 Self::count_lost_write(&mut st);
                 return Ok(());
             }
@@ -196,7 +198,11 @@ impl Transport {
 
     fn count_lost_write(st: &mut State) {
         if st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-            tracing::warn!("socket.send() raised exception.");
+            if st.tls {
+                tracing::warn!("TLS connection is closed");
+            } else {
+                tracing::warn!("socket.send() raised exception.");
+            }
         }
         st.conn_lost = st.conn_lost.saturating_add(1);
     }
@@ -256,7 +262,7 @@ impl Transport {
             return;
         }
         st.closing = true;
-        if st.buf.is_empty() {
+        if st.buf.is_empty() && !st.tls {
             st.conn_lost += 1;
         }
         Self::notify(&mut st);

@@ -193,3 +193,16 @@ fn tls_abort_after_close_stops_waiting_for_the_peer() {
     assert!(t.is_closed());
     assert_eq!(t.protocol().events(), [Made, Lost(None)]);
 }
+
+#[test]
+fn tls_writes_after_close_are_dropped_and_counted() {
+    let mut t = upgraded(Recorder::default());
+    t.set_write_mode(WriteMode::Block);
+    t.transport().write("before").unwrap();
+    t.transport().close();
+    t.transport().write("after").unwrap();
+    assert_eq!(t.transport().get_write_buffer_size(), 6);
+    t.set_write_mode(WriteMode::Accept);
+    t.run();
+    assert_eq!(&t.take_written()[..], b"before");
+}

@@ -316,7 +316,6 @@ mod ssl_proto_handshake_tests {
     /// Over loopback: `write()` after `close()` returns `Ok`, adds nothing to
     /// the buffer, and never reaches the peer.
     #[tokio::test]
-    #[ignore = "BUG: write() after close() on a TLS transport is queued and sent (asyncio's TLS transport drops and counts it)"]
     async fn test_write_after_closing() {
         within(10, async {
             let pki = TestPki::new();
