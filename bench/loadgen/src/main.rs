@@ -4,6 +4,7 @@
 //! loadgen --addr 127.0.0.1:8888 --mode rr|stream|connect|idle
 //!         [--duration S] [--warmup S] [--conns N] [--size BYTES]
 //!         [--threads N] [--server-pid PID] [--count N] [--tag KEY=VALUE]...
+//!         [--tls-ca PEM [--tls-server-name NAME]]
 //! ```
 //!
 //! Modes:
@@ -32,20 +33,46 @@
 //! `/proc/PID/stat`) is read at the start and the end of the measured window,
 //! so the result carries the server's CPU per request (or per MB).
 //!
+//! With `--tls-ca` every mode runs over TLS (tokio-rustls, ring): each
+//! connection does a full handshake (the client keeps no sessions, so
+//! `connect` counts full handshakes), verifying the server's certificate
+//! against the CAs in that file and its name against `--tls-server-name`
+//! (default `localhost`); each `connect` loop closes with `close_notify` and
+//! waits for the server's (the other modes drop their connections after
+//! the measurement, as over plain TCP). The plain path is
+//! the same code as before TLS existed: the modes are generic over the
+//! stream type, monomorphised once for `TcpStream` and once for the TLS
+//! stream.
+//!
 //! The result is one JSON object on one line on stdout; `--tag KEY=VALUE`
 //! pairs are copied into it (the run script labels rows with them).
 
-use std::{io, net::SocketAddr, process::ExitCode, sync::OnceLock, time::Duration};
+mod pem;
+
+use std::{
+    future::Future,
+    io,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use rustls::{ClientConfig, client::Resumption, pki_types::ServerName};
 use serde_json::{Map, Value, json};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
+    net::{
+        TcpStream,
+        tcp::{OwnedReadHalf, OwnedWriteHalf},
+    },
     task::JoinSet,
     time::{Instant, sleep_until, timeout_at},
 };
+use tokio_rustls::{TlsConnector, client::TlsStream};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -88,6 +115,13 @@ struct Args {
     /// `KEY=VALUE` copied into the JSON result (repeatable).
     #[arg(long = "tag", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// Run over TLS, trusting the CA certificates in this PEM file (the
+    /// server's certificate chain and name are verified).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// With `--tls-ca`: the name the server's certificate must hold (SNI).
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    tls_server_name: String,
 }
 
 /// The workloads.
@@ -232,16 +266,147 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// How connections are opened, written and closed: plain TCP ([`Plain`]) or
+/// TLS over it ([`Tls`]). The modes are generic over it, so the plain path
+/// compiles to the code it was before TLS existed.
+trait Dial: Clone + Send + Sync + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Reader: AsyncRead + Unpin + Send + 'static;
+    type Writer: AsyncWrite + Unpin + Send + 'static;
+
+    /// A connected stream, `TCP_NODELAY` on (and, over TLS, handshaken).
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+
+    /// Writes all of `buf` and hands it to the socket.
+    fn send(s: &mut Self::Stream, buf: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Read and write halves for the `stream` mode.
+    fn split(s: Self::Stream) -> (Self::Reader, Self::Writer);
+
+    /// Ends a connection after its last echo (`connect` mode).
+    fn close(s: Self::Stream) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Plain TCP.
+#[derive(Debug, Clone, Copy)]
+struct Plain;
+
+impl Dial for Plain {
+    type Stream = TcpStream;
+    type Reader = OwnedReadHalf;
+    type Writer = OwnedWriteHalf;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        connect(addr).await
+    }
+
+    async fn send(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+        s.write_all(buf).await
+    }
+
+    fn split(s: TcpStream) -> (OwnedReadHalf, OwnedWriteHalf) {
+        s.into_split()
+    }
+
+    async fn close(s: TcpStream) -> io::Result<()> {
+        drop(s);
+        Ok(())
+    }
+}
+
+/// TLS over TCP (tokio-rustls).
+#[derive(Clone)]
+struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+/// The protocol version and cipher suite of the first TLS connection, for
+/// the result.
+static TLS_PARAMS: OnceLock<String> = OnceLock::new();
+
+impl Tls {
+    /// A client that trusts the CAs in `ca`, expects `name`, and keeps no
+    /// sessions (every handshake is a full one).
+    fn new(ca: &std::path::Path, name: &str) -> Result<Self, String> {
+        let roots = pem::load_roots(ca)?;
+        let mut config = ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.resumption = Resumption::disabled();
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|e| format!("bad --tls-server-name {name:?}: {e}"))?;
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            name,
+        })
+    }
+}
+
+impl Dial for Tls {
+    type Stream = TlsStream<TcpStream>;
+    type Reader = ReadHalf<TlsStream<TcpStream>>;
+    type Writer = WriteHalf<TlsStream<TcpStream>>;
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<Self::Stream> {
+        let tcp = connect(addr).await?;
+        let s = self
+            .connector
+            .connect(self.name.clone(), tcp)
+            .await
+            .map_err(|e| ctx("TLS handshake", e))?;
+        TLS_PARAMS.get_or_init(|| {
+            let c = s.get_ref().1;
+            let version = c.protocol_version().map(|v| format!("{v:?}"));
+            let suite = c
+                .negotiated_cipher_suite()
+                .map(|cs| format!("{:?}", cs.suite()));
+            format!(
+                "{} {}",
+                version.unwrap_or_default(),
+                suite.unwrap_or_default()
+            )
+        });
+        Ok(s)
+    }
+
+    async fn send(s: &mut Self::Stream, buf: &[u8]) -> io::Result<()> {
+        // write_all may leave records inside rustls when the socket is
+        // full; flush pushes them out before we wait for the echo.
+        s.write_all(buf).await?;
+        s.flush().await
+    }
+
+    fn split(s: Self::Stream) -> (Self::Reader, Self::Writer) {
+        tokio::io::split(s)
+    }
+
+    async fn close(mut s: Self::Stream) -> io::Result<()> {
+        // close_notify (and FIN), then the server's close_notify: a clean
+        // TLS close on both sides, nothing left for the server to time out.
+        s.shutdown().await.map_err(|e| ctx("close_notify", e))?;
+        let mut b = [0u8; 64];
+        match s.read(&mut b).await {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "data after the echo, before the server's close_notify",
+            )),
+            Err(e) => Err(ctx("waiting for the server's close_notify", e)),
+        }
+    }
+}
+
 /// Writes `msg` and reads back exactly as many bytes into `buf`, verified.
-async fn echo_once(
-    s: &mut TcpStream,
+async fn echo_once<D: Dial>(
+    s: &mut D::Stream,
     conn: usize,
     off: u64,
     size: usize,
     buf: &mut [u8],
 ) -> io::Result<()> {
     let p = Pattern::get();
-    s.write_all(p.window(off, size))
+    D::send(s, p.window(off, size))
         .await
         .map_err(|e| ctx("write", e))?;
     s.read_exact(&mut buf[..size])
@@ -252,7 +417,8 @@ async fn echo_once(
 
 /// One `rr` connection: `quota` round trips if given, else until the window
 /// ends.
-async fn rr_conn(
+async fn rr_conn<D: Dial>(
+    dial: D,
     addr: SocketAddr,
     conn: usize,
     size: usize,
@@ -260,7 +426,7 @@ async fn rr_conn(
     quota: Option<u64>,
     think: Duration,
 ) -> io::Result<Stats> {
-    let mut s = connect(addr).await?;
+    let mut s = dial.connect(addr).await?;
     let mut st = Stats::new();
     let mut buf = vec![0u8; size];
     let mut off = conn as u64 * CONN_STRIDE;
@@ -272,7 +438,7 @@ async fn rr_conn(
             None if t0 >= win.end => break,
             _ => {}
         }
-        echo_once(&mut s, conn, off, size, &mut buf).await?;
+        echo_once::<D>(&mut s, conn, off, size, &mut buf).await?;
         let t1 = Instant::now();
         off += size as u64;
         done += 1;
@@ -289,9 +455,15 @@ async fn rr_conn(
 }
 
 /// One `stream` connection: a writer and a reader until the window ends.
-async fn stream_conn(addr: SocketAddr, conn: usize, size: usize, win: Window) -> io::Result<Stats> {
-    let s = connect(addr).await?;
-    let (mut r, mut w) = s.into_split();
+async fn stream_conn<D: Dial>(
+    dial: D,
+    addr: SocketAddr,
+    conn: usize,
+    size: usize,
+    win: Window,
+) -> io::Result<Stats> {
+    let s = dial.connect(addr).await?;
+    let (mut r, mut w) = D::split(s);
     let base = conn as u64 * CONN_STRIDE;
     let writer = tokio::spawn(async move {
         let p = Pattern::get();
@@ -336,7 +508,8 @@ async fn stream_conn(addr: SocketAddr, conn: usize, size: usize, win: Window) ->
 }
 
 /// One `connect` loop: connect, one echo, close, until the window ends.
-async fn connect_loop(
+async fn connect_loop<D: Dial>(
+    dial: D,
     addr: SocketAddr,
     conn: usize,
     size: usize,
@@ -350,9 +523,9 @@ async fn connect_loop(
         if t0 >= win.end {
             break;
         }
-        let mut s = connect(addr).await?;
-        echo_once(&mut s, conn, off, size, &mut buf).await?;
-        drop(s);
+        let mut s = dial.connect(addr).await?;
+        echo_once::<D>(&mut s, conn, off, size, &mut buf).await?;
+        D::close(s).await?;
         let t1 = Instant::now();
         off += size as u64;
         st.verified += size as u64;
@@ -365,17 +538,18 @@ async fn connect_loop(
 }
 
 /// Opens `n` connections with one verified echo each and returns them.
-async fn idle_open(
+async fn idle_open<D: Dial>(
+    dial: D,
     addr: SocketAddr,
     first: usize,
     n: usize,
     size: usize,
-) -> io::Result<Vec<TcpStream>> {
+) -> io::Result<Vec<D::Stream>> {
     let mut v = Vec::with_capacity(n);
     let mut buf = vec![0u8; size];
     for conn in first..first + n {
-        let mut s = connect(addr).await?;
-        echo_once(&mut s, conn, conn as u64 * CONN_STRIDE, size, &mut buf).await?;
+        let mut s = dial.connect(addr).await?;
+        echo_once::<D>(&mut s, conn, conn as u64 * CONN_STRIDE, size, &mut buf).await?;
         v.push(s);
     }
     Ok(v)
@@ -478,7 +652,7 @@ fn percentiles(out: &mut Map<String, Value>, h: &Histogram<u64>) {
     out.insert("lat_max_us".into(), json!(us(h.max())));
 }
 
-async fn run(args: &Args) -> io::Result<Map<String, Value>> {
+async fn run<D: Dial>(args: &Args, dial: D) -> io::Result<Map<String, Value>> {
     if args.size == 0 || args.size > MAX_SIZE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -498,7 +672,7 @@ async fn run(args: &Args) -> io::Result<Map<String, Value>> {
     let _ = Pattern::get();
 
     if args.mode == Mode::Idle {
-        return run_idle(args, conns, out).await;
+        return run_idle(args, dial, conns, out).await;
     }
 
     let now = Instant::now();
@@ -535,6 +709,7 @@ async fn run(args: &Args) -> io::Result<Map<String, Value>> {
         let q = quota.map(|t| t / conns as u64 + u64::from((conn as u64) < t % conns as u64));
         match args.mode {
             Mode::Rr => set.spawn(rr_conn(
+                dial.clone(),
                 addr,
                 conn,
                 size,
@@ -542,8 +717,8 @@ async fn run(args: &Args) -> io::Result<Map<String, Value>> {
                 q,
                 Duration::from_micros(args.think_us),
             )),
-            Mode::Stream => set.spawn(stream_conn(addr, conn, size, win)),
-            Mode::Connect => set.spawn(connect_loop(addr, conn, size, win)),
+            Mode::Stream => set.spawn(stream_conn(dial.clone(), addr, conn, size, win)),
+            Mode::Connect => set.spawn(connect_loop(dial.clone(), addr, conn, size, win)),
             Mode::Idle => unreachable!("handled above"),
         };
     }
@@ -642,8 +817,9 @@ async fn run(args: &Args) -> io::Result<Map<String, Value>> {
     Ok(out)
 }
 
-async fn run_idle(
+async fn run_idle<D: Dial>(
     args: &Args,
+    dial: D,
     conns: usize,
     mut out: Map<String, Value>,
 ) -> io::Result<Map<String, Value>> {
@@ -654,7 +830,7 @@ async fn run_idle(
     let mut first = 0;
     while first < conns {
         let n = per.min(conns - first);
-        set.spawn(idle_open(args.addr, first, n, args.size));
+        set.spawn(idle_open(dial.clone(), args.addr, first, n, args.size));
         first += n;
     }
     let mut held = Vec::with_capacity(conns);
@@ -677,7 +853,7 @@ async fn run_idle(
     let mut buf = vec![0u8; args.size];
     for (i, s) in held.iter_mut().take(16).enumerate() {
         let off = i as u64 * CONN_STRIDE + args.size as u64;
-        echo_once(s, i, off, args.size, &mut buf).await?;
+        echo_once::<D>(s, i, off, args.size, &mut buf).await?;
     }
     out.insert(
         "verified_bytes".into(),
@@ -704,12 +880,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let res = rt.block_on(run(&args));
+    let res = match &args.tls_ca {
+        None => rt.block_on(run(&args, Plain)),
+        Some(ca) => match Tls::new(ca, &args.tls_server_name) {
+            Ok(tls) => rt.block_on(run(&args, tls)),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     // Connections still open (a failed run) must not delay the exit.
     rt.shutdown_background();
     match res {
         Ok(mut out) => {
             out.insert("threads".into(), json!(threads));
+            out.insert("tls".into(), json!(args.tls_ca.is_some()));
+            if let Some(p) = TLS_PARAMS.get() {
+                out.insert("tls_params".into(), json!(p));
+            }
             for (k, v) in &args.tags {
                 out.insert(k.clone(), json!(v));
             }
