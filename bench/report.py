@@ -2,10 +2,11 @@
 """Turns the benchmark scripts' JSON lines into Markdown in docs/performance.md.
 
     report.py run --results R.jsonl --out FILE ...       (from bench/run.sh)
+    report.py run --tls --results R.jsonl --out FILE ... (bench/run.sh's TLS part)
     report.py deterministic --results R.jsonl --out FILE (from bench/callgrind.sh)
 
 Each writes its own section of FILE, between `<!-- BEGIN bench/X.sh -->` and
-`<!-- END bench/X.sh -->` markers, leaving the rest of the file (the
+`<!-- END bench/X.sh -->` markers (the TLS part: `bench/run.sh TLS`), leaving the rest of the file (the
 hand-written analysis) alone; the section is appended if the markers are
 missing, and FILE is created if it does not exist.
 """
@@ -61,7 +62,7 @@ def replace_section(path, name, body):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    i = text.find(begin.split(" (")[0])
+    i = text.find(f"<!-- BEGIN {name} (")
     j = text.find(end)
     if i >= 0 and j > i:
         text = text[:i] + block + text[j + len(end) :].lstrip("\n")
@@ -115,7 +116,23 @@ def fmt_ratio(r):
     return "–" if r is None else f"{r:.2f}×"
 
 
+def tls_metrics():
+    """METRICS and titles for the TLS section: a connect is a handshake."""
+    m = {k: list(v) for k, v in METRICS.items()}
+    m["connect"] = [
+        ("conns_per_s", "handshakes/s", True, "{:,.0f}"),
+        ("server_cpu_us_per_op", "server CPU µs/handshake", False, "{:.1f}"),
+        ("lat_p99_us", "p99 µs", False, "{:.1f}"),
+    ]
+    m["idle"] = [("rss_per_conn_bytes", "server RSS bytes/TLS conn", False, "{:,.0f}")]
+    return m
+
+
 def cmd_run(args):
+    tls = args.tls
+    metrics_by_mode = tls_metrics() if tls else METRICS
+    h = "#" if tls else ""  # the TLS section sits one level down, under "## TLS"
+    base_label = "raw tokio-rustls" if tls else "raw Tokio"
     rows = load(args.results)
     notes = []
     if args.notes and os.path.exists(args.notes):
@@ -142,12 +159,22 @@ def cmd_run(args):
     out = []
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = "Quick run (smoke test; not a measurement)" if args.quick == "1" else "Results"
-    out.append(f"## {title}\n")
+    if tls:
+        title = "TLS: " + title[0].lower() + title[1:]
+    out.append(f"{h}## {title}\n")
     out.append(f"- date: {today}")
     out.append(f"- command: `{args.command}`")
     out.append(f"- machine: {machine()}")
     if args.profile != "release":
         out.append(f"- **{args.profile} build**: figures are meaningless")
+    if tls:
+        out.append(
+            "- servers: `echo_server --tls-cert … --tls-key …` (asyncproto) and `raw_tokio_echo --tls-cert … "
+            "--tls-key …` (raw tokio-rustls: `TlsAcceptor`, then `read`/`write_all`+`flush` on the `TlsStream`), "
+            "the same `rustls` server configuration (ring); load generator `--tls-ca` (certificate and name "
+            "verified, no session resumption: every connect is a full handshake, then one echo and "
+            "`close_notify` both ways)"
+        )
     out.append(
         f"- {args.reps} repetition(s) of each measurement, servers interleaved; "
         f"warm-up {args.warmup} s, window {args.duration} s; a fresh server process each time; "
@@ -155,7 +182,7 @@ def cmd_run(args):
     )
     out.append(
         "- cells: median of the repetitions, ± half the range between them as a percentage of the median; "
-        "ratios are medians against the raw Tokio server's median in the same run "
+        f"ratios are medians against the {base_label} server's median in the same run "
         "(for CPU/latency/RSS below 1 is better, for throughput above 1 is better)"
     )
     out.append(
@@ -174,7 +201,7 @@ def cmd_run(args):
         if not keys or BASE not in servers:
             continue
         others = [s for s in servers if s != BASE]
-        out.append(f"### Ratios against raw Tokio, {placement}\n")
+        out.append(f"{h}### Ratios against {base_label}, {placement}\n")
         head = "| workload | figure | " + " | ".join(others) + " |"
         out.append(head)
         out.append("|" + "---|" * (2 + len(others)))
@@ -183,7 +210,7 @@ def cmd_run(args):
             if BASE not in d:
                 continue
             mode = d[BASE]["mode"]
-            titles = {m[0]: m[1] for m in METRICS[mode]}
+            titles = {m[0]: m[1] for m in metrics_by_mode[mode]}
             for metric in HEADLINE[mode]:
                 if metric not in d[BASE]:
                     continue
@@ -200,12 +227,12 @@ def cmd_run(args):
         keys = [k for k in order if k[0] == placement]
         if not keys:
             continue
-        out.append(f"### Absolute figures, {placement}\n")
+        out.append(f"{h}### Absolute figures, {placement}\n")
         for mode in ("rr", "stream", "connect", "idle"):
             mkeys = [k for k in keys if any(v.get("mode") == mode for v in data[k].values())]
             if not mkeys:
                 continue
-            metrics = METRICS[mode]
+            metrics = metrics_by_mode[mode]
             head = "| workload | server | " + " | ".join(
                 f"{m[1]} | ×raw" if m[2] is not None else m[1] for m in metrics
             ) + " |"
@@ -227,7 +254,9 @@ def cmd_run(args):
                             cells.append(fmt_ratio(r))
                     out.append(f"| {key[1]} | {s} | " + " | ".join(cells) + " |")
             out.append("")
-    replace_section(args.out, "bench/run.sh", "\n".join(out))
+    if not data:
+        out.append("No measurements (see the notes).\n")
+    replace_section(args.out, "bench/run.sh TLS" if tls else "bench/run.sh", "\n".join(out))
 
 
 def cmd_deterministic(args):
@@ -303,6 +332,7 @@ def main():
     r.add_argument("--elapsed", required=True)
     r.add_argument("--quick", default="0")
     r.add_argument("--profile", default="release")
+    r.add_argument("--tls", action="store_true", help="the TLS part: its own section, raw tokio-rustls as the base")
     d = sub.add_parser("deterministic")
     d.add_argument("--results", required=True)
     d.add_argument("--out", required=True)
