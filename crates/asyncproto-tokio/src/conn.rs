@@ -141,7 +141,9 @@ pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, i
         .await;
         match (status, io.as_mut()) {
             #[cfg(feature = "tls")]
-            (Status::Upgrade, Some(t)) => crate::tls::perform_upgrade(&mut conn, t).await,
+            // Boxed: the upgrade's state would otherwise be part of every
+            // connection's future, upgraded or not (idle memory).
+            (Status::Upgrade, Some(t)) => Box::pin(crate::tls::perform_upgrade(&mut conn, t)).await,
             #[cfg(not(feature = "tls"))]
             (Status::Upgrade, Some(_)) => {
                 // Only start_tls requests upgrades, and it needs the feature.
@@ -248,5 +250,29 @@ impl<P> Future for ProtocolHandle<P> {
             // with Cancelled and the protocol went with the task.
             Err(_) => Err(Error::Protocol(asyncproto_core::Error::Cancelled)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use asyncproto_core::{TransportInfo, testing::Recorder};
+
+    use super::*;
+
+    /// Every idle connection holds its task's future: keep it small (issue
+    /// #4's idle-memory target is 2 KiB per connection, everything
+    /// included).
+    #[tokio::test]
+    async fn connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let conn = Connection::new(Recorder::default(), TransportInfo::new("tcp"));
+        let io = crate::socket::SocketIo::Plain(std::sync::Arc::new(client));
+        let fut = run(conn, io);
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 512, "connection future is {size} bytes");
     }
 }
