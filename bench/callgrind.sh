@@ -3,6 +3,7 @@
 # against the raw Tokio echo server, each with --threads 1.
 #
 #   bench/callgrind.sh [--n1 2000] [--n2 22000] [--size 64] [--out FILE]
+#                      [--only plain|tls] [--tls-size 1024]
 #
 # 1. callgrind: the server runs under `valgrind --tool=callgrind` while the
 #    load generator (native) echoes a fixed number of messages on one
@@ -23,6 +24,13 @@
 # writes (`--reply-writes 16`; raw Tokio: 16 `write_all` into a `BufWriter`
 # and one flush), for callgrind and strace.
 #
+# TLS ("tls1k", skipped with the reason if `openssl` cannot make the
+# throw-away certificates): "idle" with --tls-size-byte messages (1 KiB)
+# over TLS, `echo_server --tls-*` against `raw_tokio_echo --tls-*` (raw
+# tokio-rustls), callgrind and strace, the handshake cancelling out like the
+# start-up; written between the `bench/callgrind.sh TLS` markers. `--only
+# tls` runs only that, `--only plain` everything else.
+#
 # Writes a section of docs/performance.md (between the bench/callgrind.sh
 # markers) and keeps the raw outputs (callgrind.out files, annotations,
 # strace summaries) in target/bench/callgrind/.
@@ -34,12 +42,18 @@ CMDLINE="bench/callgrind.sh${*:+ $*}"
 N1=2000
 N2=22000
 SIZE=64
+TLS_SIZE=1024
+ONLY=""
 OUT=$ROOT/docs/performance.md
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --n1) N1=$2; shift ;;
         --n2) N2=$2; shift ;;
         --size) SIZE=$2; shift ;;
+        --tls-size) TLS_SIZE=$2; shift ;;
+        --only)
+            case $2 in plain|tls) ONLY=$2 ;; *) echo "callgrind.sh: --only plain|tls" >&2; exit 2 ;; esac
+            shift ;;
         --out) OUT=$2; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
@@ -57,6 +71,11 @@ WORK="$CARGO_TARGET_DIR/callgrind"
 mkdir -p "$WORK"
 RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
+RUN_PLAIN=1
+RUN_TLS=1
+[[ $ONLY == tls ]] && RUN_PLAIN=0
+[[ $ONLY == plain ]] && RUN_TLS=0
+TLS_DIR=$WORK/tls
 
 for tool in valgrind callgrind_annotate strace python3; do
     command -v "$tool" >/dev/null || { echo "callgrind.sh: $tool not found" >&2; exit 1; }
@@ -78,6 +97,12 @@ server_bin() {
 # servers exit cleanly, so the tools write their output).
 run_one() {
     local tool=$1 server=$2 n=$3 scen=$4 think=$5 sargs=${6:-} bin pid addr i
+    local size=$SIZE lgargs=""
+    if [[ $scen == tls* ]]; then
+        size=$TLS_SIZE
+        sargs="$sargs --tls-cert $TLS_DIR/leaf.pem --tls-key $TLS_DIR/leaf.key"
+        lgargs="--tls-ca $TLS_DIR/ca.pem"
+    fi
     bin=$(server_bin "$server")
     : > "$WORK/server.out"
     case $tool in
@@ -105,8 +130,9 @@ run_one() {
         cat "$WORK/server.err" >&2
         exit 1
     fi
-    "$BIN/loadgen" --addr "$addr" --mode rr --conns 1 --size "$SIZE" --count "$n" --threads 1 \
-        --think-us "$think" > "$WORK/loadgen.$tool.$scen.$server.$n.json"
+    # shellcheck disable=SC2086 # lgargs is a word list
+    "$BIN/loadgen" --addr "$addr" --mode rr --conns 1 --size "$size" --count "$n" --threads 1 \
+        --think-us "$think" $lgargs > "$WORK/loadgen.$tool.$scen.$server.$n.json"
     # valgrind runs the program in its own process; strace runs it as its
     # child, which is the one to signal.
     if [[ $tool == strace ]]; then
@@ -130,7 +156,24 @@ scen_args() {
     return 0
 }
 
-for sc in "idle:1000" "b2b:0" "idle16:1000:--reply-writes 16"; do
+CG_SCENS=()
+ST_SCENS=()
+if [[ $RUN_PLAIN == 1 ]]; then
+    CG_SCENS+=("idle:1000" "b2b:0" "idle16:1000:--reply-writes 16")
+    ST_SCENS+=("idle:300" "b2b:0" "idle16:300:--reply-writes 16")
+fi
+TLS_OK=0
+if [[ $RUN_TLS == 1 ]]; then
+    if out=$(bash "$ROOT/bench/gen_tls_certs.sh" "$TLS_DIR" 2>&1); then
+        TLS_OK=1
+        CG_SCENS+=("tls1k:1000")
+        ST_SCENS+=("tls1k:300")
+    else
+        echo "callgrind.sh: skipped the TLS scenario: cannot make the certificates: $(echo "$out" | tail -1)" >&2
+    fi
+fi
+
+for sc in "${CG_SCENS[@]}"; do
     scen=${sc%%:*}
     think=${sc#*:}
     think=${think%%:*}
@@ -180,7 +223,7 @@ print(json.dumps(row))
 PY
 }
 
-for sc in "idle:300" "b2b:0" "idle16:300:--reply-writes 16"; do
+for sc in "${ST_SCENS[@]}"; do
     scen=${sc%%:*}
     think=${sc#*:}
     think=${think%%:*}
@@ -195,26 +238,38 @@ for sc in "idle:300" "b2b:0" "idle16:300:--reply-writes 16"; do
     done
 done
 
-echo "==> alloc_count" >&2
-for sc in "idle:100" "b2b:0"; do
-    "$BIN/alloc_count" --count $((N2 - N1)) --size "$SIZE" --think-us "${sc#*:}" \
-        | python3 -c 'import json, sys
+if [[ $RUN_PLAIN == 1 ]]; then
+    echo "==> alloc_count" >&2
+    for sc in "idle:100" "b2b:0"; do
+        "$BIN/alloc_count" --count $((N2 - N1)) --size "$SIZE" --think-us "${sc#*:}" \
+            | python3 -c 'import json, sys
 for l in sys.stdin:
     r = json.loads(l); r["kind"] = "alloc"; r["scenario"] = sys.argv[1]; print(json.dumps(r))' \
-        "${sc%%:*}" >> "$RESULTS"
-done
-
-# The top of each annotation (idle scenario), for the doc.
-for server in asyncproto raw_tokio; do
-    for k in self inclusive; do
-        awk '/^-+$/{d++} d>=4' "$WORK/annotate.idle.$server.$k.txt" | grep -v '^-*$' | head -32 \
-            > "$WORK/top-$k-$server.txt" || true
+            "${sc%%:*}" >> "$RESULTS"
     done
-done
 
-python3 "$ROOT/bench/report.py" deterministic --results "$RESULTS" --out "$OUT" --command "$CMDLINE" \
-    --size "$SIZE" --n1 "$N1" --n2 "$N2" \
-    --top "$WORK/top-self-asyncproto.txt" --top "$WORK/top-inclusive-asyncproto.txt" \
-    --top "$WORK/top-self-raw_tokio.txt" --top "$WORK/top-inclusive-raw_tokio.txt"
+    # The top of each annotation (idle scenario), for the doc.
+    for server in asyncproto raw_tokio; do
+        for k in self inclusive; do
+            awk '/^-+$/{d++} d>=4' "$WORK/annotate.idle.$server.$k.txt" | grep -v '^-*$' | head -32 \
+                > "$WORK/top-$k-$server.txt" || true
+        done
+    done
+
+    python3 "$ROOT/bench/report.py" deterministic --results "$RESULTS" --out "$OUT" --command "$CMDLINE" \
+        --size "$SIZE" --n1 "$N1" --n2 "$N2" \
+        --top "$WORK/top-self-asyncproto.txt" --top "$WORK/top-inclusive-asyncproto.txt" \
+        --top "$WORK/top-self-raw_tokio.txt" --top "$WORK/top-inclusive-raw_tokio.txt"
+fi
+
+if [[ $TLS_OK == 1 ]]; then
+    for server in asyncproto raw_tokio; do
+        awk '/^-+$/{d++} d>=4' "$WORK/annotate.tls1k.$server.self.txt" | grep -v '^-*$' | head -32 \
+            > "$WORK/top-tls-self-$server.txt" || true
+    done
+    python3 "$ROOT/bench/report.py" deterministic --tls --results "$RESULTS" --out "$OUT" \
+        --command "$CMDLINE" --size "$TLS_SIZE" --n1 "$N1" --n2 "$N2" \
+        --top "$WORK/top-tls-self-asyncproto.txt" --top "$WORK/top-tls-self-raw_tokio.txt"
+fi
 cat "$RESULTS" >&2
 echo "==> wrote $OUT" >&2

@@ -264,6 +264,8 @@ def cmd_deterministic(args):
     by = {}
     for r in rows:
         by.setdefault((r["kind"], r.get("scenario", "")), {})[r["server"]] = r
+    if args.tls:
+        return deterministic_tls(args, by)
     out = []
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.append("## Deterministic costs per message\n")
@@ -318,6 +320,52 @@ def cmd_deterministic(args):
     replace_section(args.out, "bench/callgrind.sh", "\n".join(out))
 
 
+def deterministic_tls(args, by):
+    """The TLS scenario of bench/callgrind.sh, in its own section."""
+    scen = "tls1k"
+    out = []
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out.append(f"### TLS: deterministic costs per {args.size}-byte echo\n")
+    out.append(f"- date: {today}")
+    out.append(f"- command: `{args.command}`")
+    out.append(f"- machine: {machine()}")
+    out.append(
+        f"- one TLS connection (TLS 1.3, full handshake), {args.size}-byte messages, request/response, the client "
+        "pausing after each round trip (callgrind 1 ms, strace 300 µs: the server waits for every message); "
+        f"(count for {args.n2} messages − count for {args.n1}) / {args.n2 - args.n1}, so start-up and the "
+        "handshake cancel out; servers `echo_server --tls-* --threads 1` and `raw_tokio_echo --tls-* "
+        "--threads 1` (tokio-rustls)"
+    )
+    out.append("")
+    out.append("| figure | asyncproto `echo_server --tls-*` | raw tokio-rustls | ratio |")
+    out.append("|---|---|---|---|")
+
+    def line(kind, key, title, fmt):
+        d = by.get((kind, scen), {})
+        a, b = d.get("asyncproto", {}).get(key), d.get("raw_tokio", {}).get(key)
+        if a is None and b is None:
+            return
+        fa = fmt.format(a) if a is not None else "0"
+        fb = fmt.format(b) if b is not None else "0"
+        out.append(f"| {title} | {fa} | {fb} | {fmt_ratio(ratio(a or 0, b))} |")
+
+    line("callgrind", "instr_per_msg", "instructions per message (callgrind `Ir`, server process)", "{:,.0f}")
+    line("strace", "syscalls_per_msg", "syscalls per message (`strace -c -f`, server process)", "{:.2f}")
+    d = by.get(("strace", scen), {})
+    names = sorted({k[8:] for r in d.values() for k in r if k.startswith("per_msg_")})
+    for sc in names:
+        line("strace", f"per_msg_{sc}", f"… `{sc}` per message", "{:.2f}")
+    out.append("")
+    for path in args.top or []:
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            text = f.read().rstrip()
+        name = os.path.basename(path)[:-4].replace("top-tls-", f"callgrind_annotate, {scen}, ")
+        out.append(f"<details><summary>{name} (top functions, {args.n2} messages)</summary>\n\n```text\n{text}\n```\n</details>\n")
+    replace_section(args.out, "bench/callgrind.sh TLS", "\n".join(out))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -341,6 +389,7 @@ def main():
     d.add_argument("--n1", type=int, required=True)
     d.add_argument("--n2", type=int, required=True)
     d.add_argument("--top", action="append")
+    d.add_argument("--tls", action="store_true", help="the tls1k scenario: its own section")
     args = ap.parse_args()
     if args.cmd == "run":
         cmd_run(args)

@@ -311,23 +311,6 @@ if [[ $RUN_PLAIN == 1 ]]; then
     echo "==> wrote $OUT (measurements took ${ELAPSED}s)" >&2
 fi
 
-# gen_tls_files DIR: a throw-away ECDSA P-256 CA (ca.pem) and a leaf for
-# localhost and 127.0.0.1 signed by it (leaf.pem, leaf.key: PKCS#8).
-gen_tls_files() {
-    local d=$1
-    rm -rf "$d" && mkdir -p "$d" || return 1
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" &&
-    openssl req -x509 -new -key "$d/ca.key" -subj "/CN=asyncproto bench CA" -days 2 \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$d/ca.pem" &&
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/leaf.key" &&
-    openssl req -new -key "$d/leaf.key" -subj "/CN=localhost" -out "$d/leaf.csr" &&
-    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
-        "extendedKeyUsage=serverAuth" "subjectAltName=DNS:localhost,IP:127.0.0.1" > "$d/leaf.ext" &&
-    openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 2 -extfile "$d/leaf.ext" -out "$d/leaf.pem"
-}
-
 if [[ $RUN_TLS == 1 ]]; then
     TLS_ACTIVE=()
     for s in "${ACTIVE[@]}"; do
@@ -337,7 +320,7 @@ if [[ $RUN_TLS == 1 ]]; then
     TLS_ELAPSED=0
     if ! command -v openssl >/dev/null 2>&1; then
         tls_note "skipped the TLS section: openssl not found (it generates the throw-away certificates)"
-    elif ! out=$(gen_tls_files "$TLS_DIR" 2>&1); then
+    elif ! out=$(bash "$ROOT/bench/gen_tls_certs.sh" "$TLS_DIR" 2>&1); then
         tls_note "skipped the TLS section: generating the certificates with openssl failed: $(echo "$out" | tail -1)"
     elif (( ${#TLS_ACTIVE[@]} == 0 )); then
         tls_note "skipped the TLS section: neither asyncproto nor raw_tokio is in --servers"
