@@ -856,6 +856,8 @@ impl<P: StreamProtocol> Connection<P> {
         tracing::error!(
             callback = callback.name(),
             panic = %message,
+            kind = self.transport.kind(),
+            peer = self.transport.peer_addr().map(tracing::field::display),
             "protocol callback panicked; connection aborted"
         );
         self.fail(Error::ProtocolPanicked { callback, message });

@@ -217,6 +217,31 @@ pub(crate) fn spawn_connection<P: StreamProtocol, T: PollIo>(
     Ok((transport, ProtocolHandle { join }))
 }
 
+/// The span every connection's task runs in: `conn` with the transport's
+/// kind, the side and the peer, detached from the caller's span.
+///
+/// Level DEBUG, target `asyncproto::conn`: disabled under the usual `info`
+/// filters, where it would cost every connection about 350 bytes of
+/// subscriber state and every message about 300 instructions (measured, see
+/// docs/performance.md). Turn it on alone with a filter such as
+/// `info,asyncproto::conn=debug`: then everything logged on a connection's
+/// task — asyncproto's events and the protocol's own, from its callbacks —
+/// carries `kind`, `side` and `peer`.
+pub(crate) fn conn_span(
+    kind: &'static str,
+    side: Option<&'static str>,
+    peer: Option<std::net::SocketAddr>,
+) -> tracing::Span {
+    tracing::debug_span!(
+        target: "asyncproto::conn",
+        parent: None,
+        "conn",
+        kind,
+        side,
+        peer = peer.map(tracing::field::display)
+    )
+}
+
 /// Resolves to the protocol once its connection has ended
 /// (`connection_lost` has run), for clients that collect results in the
 /// protocol (the spec's `DateProtocol.output`).

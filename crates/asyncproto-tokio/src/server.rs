@@ -22,9 +22,10 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
+    conn::conn_span,
     conn::run,
     error::Error,
-    tcp::{Resolver, conn_span, tcp_connection},
+    tcp::{Resolver, tcp_connection},
 };
 
 /// asyncio's `ACCEPT_RETRY_DELAY`: after an out-of-resources accept error
@@ -840,7 +841,7 @@ fn spawn_connection<P, F>(
     P: StreamProtocol,
     F: Fn() -> P + Send + Sync + 'static,
 {
-    let span = conn_span(Some(peer), "server");
+    let span = conn_span("tcp", Some("server"), Some(peer));
     #[cfg(feature = "tls")]
     if let Some(side) = &options.tls {
         let fut = tls_connection(

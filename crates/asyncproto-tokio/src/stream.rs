@@ -5,7 +5,6 @@
 use std::{
     future::Future,
     io::{self, IoSlice},
-    net::SocketAddr,
     pin::{Pin, pin},
     sync::Arc,
     task::{Context, Poll, ready},
@@ -19,7 +18,7 @@ use tokio::{
 };
 
 use crate::{
-    conn::{PollIo, ProtocolHandle, spawn_connection},
+    conn::{PollIo, ProtocolHandle, conn_span, spawn_connection},
     error::Error,
     socket::SocketIo,
     stream::sealed::Socket,
@@ -401,21 +400,6 @@ where
             let span = conn_span("unix", Some(span_side), None);
             crate::tls::establish(factory, Arc::new(stream), info, &side, span).await
         }
-    }
-}
-
-/// One span per connection, detached from the caller's, as the TCP ones.
-fn conn_span(
-    kind: &'static str,
-    side: Option<&'static str>,
-    peer: Option<SocketAddr>,
-) -> tracing::Span {
-    match (side, peer) {
-        (Some(side), Some(peer)) => {
-            tracing::info_span!(parent: None, "conn", kind, side, peer = %peer)
-        }
-        (Some(side), None) => tracing::info_span!(parent: None, "conn", kind, side),
-        (None, _) => tracing::info_span!(parent: None, "conn", kind),
     }
 }
 

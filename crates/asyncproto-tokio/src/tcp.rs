@@ -17,7 +17,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
 
 use crate::{
-    conn::{ProtocolHandle, spawn_connection},
+    conn::{ProtocolHandle, conn_span, spawn_connection},
     error::Error,
     socket::SocketIo,
 };
@@ -499,7 +499,7 @@ where
         Arc::new(stream),
         info,
         side,
-        conn_span(peer, span_side),
+        conn_span("tcp", Some(span_side), peer),
     )
     .await
 }
@@ -725,14 +725,7 @@ pub(crate) fn establish<P: StreamProtocol>(
 ) -> Result<(Transport, ProtocolHandle<P>), Error> {
     let peer = stream.peer_addr().ok();
     let (conn, io) = tcp_connection(protocol, stream, peer, nodelay, keepalive);
-    spawn_connection(conn, io, conn_span(peer, "client"))
-}
-
-pub(crate) fn conn_span(peer: Option<SocketAddr>, side: &'static str) -> tracing::Span {
-    match peer {
-        Some(peer) => tracing::info_span!(parent: None, "conn", kind = "tcp", side, peer = %peer),
-        None => tracing::info_span!(parent: None, "conn", kind = "tcp", side),
-    }
+    spawn_connection(conn, io, conn_span("tcp", Some("client"), peer))
 }
 
 /// Sets the socket options and wraps the stream for the connection task.
