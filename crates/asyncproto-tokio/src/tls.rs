@@ -186,6 +186,104 @@ impl TlsClientOptions {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         validate(self.handshake_timeout, self.shutdown_timeout)
     }
+
+    /// **Dangerous:** verifies the server's certificate chain against
+    /// `roots` but **not its name** (asyncio: `server_hostname=''`, which
+    /// turns `check_hostname` off). Any certificate those roots signed, for
+    /// any host, is accepted: use it only where the roots are yours (a
+    /// private CA for one service), never with public roots.
+    ///
+    /// Replaces the configuration's certificate verifier with `rustls`'
+    /// `WebPkiServerVerifier` over `roots`, minus the name check; the rest of
+    /// the configuration (client certificate, ALPN, versions) is kept. The
+    /// server name is still sent (SNI) when it is a DNS name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] if `roots` is empty (nothing could be verified).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use asyncproto_tokio::TlsClientOptions;
+    /// use asyncproto_testkit::tls::TestPki;
+    ///
+    /// let pki = TestPki::new();
+    /// let tls = TlsClientOptions::new(pki.client_config())
+    ///     .danger_skip_hostname_verification(Arc::new(pki.roots()))?;
+    /// # let _ = tls;
+    /// # Ok::<(), asyncproto_tokio::Error>(())
+    /// ```
+    pub fn danger_skip_hostname_verification(
+        mut self,
+        roots: Arc<rustls::RootCertStore>,
+    ) -> Result<Self, Error> {
+        let provider = Arc::clone(self.config.crypto_provider());
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| Error::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+        let mut config = (*self.config).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(NoHostnameCheck { inner }));
+        self.config = Arc::new(config);
+        Ok(self)
+    }
+}
+
+/// A server-certificate verifier that checks the chain and signatures but
+/// accepts a certificate issued for another name.
+#[derive(Debug)]
+struct NoHostnameCheck {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NoHostnameCheck {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::{CertificateError, Error as E, client::danger::ServerCertVerified};
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(E::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// TLS for the server side of connections (asyncio: `ssl=` with a server

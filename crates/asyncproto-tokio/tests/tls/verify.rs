@@ -86,6 +86,49 @@ async fn client_rejects_a_hostname_mismatch() {
     .await;
 }
 
+/// The loud opt-out (asyncio's `server_hostname=''`): a trusted certificate
+/// for another name is accepted, but a chain from an untrusted CA is still
+/// rejected.
+#[tokio::test]
+async fn skipping_hostname_verification_still_checks_the_chain() {
+    within(10, async {
+        let pki = TestPki::new();
+        let server = create_server(echo, "127.0.0.1:0", server_options(&pki))
+            .await
+            .expect("server");
+        let addr = server.local_addrs()[0];
+        let tls = TlsClientOptions::new(pki.client_config())
+            .server_name("not-localhost.example".try_into().expect("name"))
+            .danger_skip_hostname_verification(Arc::new(pki.roots()))
+            .expect("roots");
+        let (t, done) = create_connection(Recorder::default, addr, ConnectOptions::new().tls(tls))
+            .await
+            .expect("name not checked");
+        assert!(t.is_tls());
+        t.close();
+        assert_eq!(done.await.expect("done").events().last(), Some(&Lost(None)));
+
+        let other = TestPki::with_ca_name("some other CA");
+        let tls = TlsClientOptions::new(other.client_config())
+            .server_name(localhost())
+            .danger_skip_hostname_verification(Arc::new(other.roots()))
+            .expect("roots");
+        let err = create_connection(Recorder::default, addr, ConnectOptions::new().tls(tls))
+            .await
+            .expect_err("unknown CA");
+        assert_eq!(
+            err.tls_error(),
+            Some(&rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            )),
+            "{err:?}"
+        );
+        server.close();
+        server.wait_closed().await;
+    })
+    .await;
+}
+
 /// A client that connects and says nothing is dropped after the server's
 /// handshake timeout, while a real client connecting meanwhile is served.
 #[tokio::test]
