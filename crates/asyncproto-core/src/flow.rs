@@ -205,12 +205,7 @@ impl WriteBuffer {
     /// Fills `dst` with slices of the buffered chunks, front first, and
     /// returns how many were filled.
     pub fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
-            *slot = IoSlice::new(chunk);
-            n += 1;
-        }
-        n
+        self.chunks_vectored_max(dst, usize::MAX)
     }
 
     /// As [`chunks_vectored`](Self::chunks_vectored), but the slices hold at

@@ -457,14 +457,7 @@ impl<P: StreamProtocol> Connection<P> {
                     // _conn_lost when the last byte of a close() is out.
                     st.conn_lost = st.conn_lost.max(1);
                     drop(st);
-                    let over = if self.tls {
-                        self.tls_close(io)
-                    } else if self.shutdown_on_close && !self.eof_sent {
-                        self.shutdown_before_close(io)
-                    } else {
-                        true
-                    };
-                    if over {
+                    if self.finish_close(io) {
                         return self.done();
                     }
                     st = self.transport.lock();
@@ -625,37 +618,26 @@ impl<P: StreamProtocol> Connection<P> {
         }
     }
 
-    /// `close()` on a stream that wants a shutdown first: shut the write side
-    /// down, then the connection is over. Returns true when over.
-    fn shutdown_before_close(&mut self, io: &mut impl StreamIo) -> bool {
-        match io.shutdown_write() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Ok(()) | Err(_) => {
-                // A failed shutdown while closing loses nothing: every byte
-                // was written; the stream is dropped next either way.
-                self.eof_sent = true;
-                true
-            }
-        }
-    }
-
-    /// TLS `close()` with the buffer sent: send `close_notify` (and shut the
-    /// socket's write side), then wait for the peer's `close_notify` (or its
-    /// FIN), discarding what it still sends. Returns true when over.
-    // asyncio: sslproto.SSLProtocol._start_shutdown / _do_shutdown
-    fn tls_close(&mut self, io: &mut impl StreamIo) -> bool {
-        if !self.eof_sent {
+    /// `close()` with the buffer sent. A plain socket is over at once. A
+    /// stream that wants a shutdown first (`shutdown_on_close`, TLS) gets
+    /// one: TLS sends `close_notify` and the socket's FIN, then waits for the
+    /// peer's `close_notify` (or its FIN), discarding what it still sends.
+    /// Returns true when over.
+    // asyncio: sslproto.SSLProtocol._start_shutdown / _do_shutdown (TLS)
+    fn finish_close(&mut self, io: &mut impl StreamIo) -> bool {
+        if (self.tls || self.shutdown_on_close) && !self.eof_sent {
             match io.shutdown_write() {
-                Ok(()) => self.eof_sent = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
-                Err(e) => {
+                Err(e) if self.tls && e.kind() != io::ErrorKind::NotConnected => {
                     self.fail_io(e);
                     return true;
                 }
+                // Otherwise a failed shutdown while closing loses nothing:
+                // every byte was written; the stream is dropped next.
+                _ => self.eof_sent = true,
             }
         }
-        if self.read_eof {
+        if !self.tls || self.read_eof {
             return true;
         }
         self.draining = true;
@@ -946,11 +928,7 @@ fn write_chunks<const N: usize>(
     io: &mut impl StreamIo,
 ) -> io::Result<usize> {
     let mut slots = [IoSlice::new(&[]); N];
-    let n = if max == usize::MAX {
-        buf.chunks_vectored(&mut slots)
-    } else {
-        buf.chunks_vectored_max(&mut slots, max)
-    };
+    let n = buf.chunks_vectored_max(&mut slots, max);
     io.write_vectored(&slots[..n])
 }
 

@@ -85,6 +85,15 @@ pub(crate) struct State {
     pub(crate) socket: Option<std::sync::Arc<dyn SocketLike>>,
 }
 
+impl State {
+    /// Writes are dropped and counted: the connection is lost (or a plain
+    /// `close()` found nothing left to send), or a TLS transport is closing
+    /// (asyncio's TLS transport drops every write after `close()`).
+    fn drops_writes(&self) -> bool {
+        self.conn_lost > 0 || (self.tls && self.closing)
+    }
+}
+
 /// A pending upgrade of the byte stream (`start_tls`).
 pub(crate) struct Upgrade {
     /// Bytes at the front of the write buffer that were written before the
@@ -151,7 +160,7 @@ impl Transport {
         if data.is_empty() {
             return Ok(());
         }
-        if st.conn_lost > 0 || (st.tls && st.closing) {
+        if st.drops_writes() {
             Self::count_lost_write(&mut st);
             return Ok(());
         }
@@ -183,7 +192,7 @@ impl Transport {
             if data.is_empty() {
                 continue;
             }
-            if st.conn_lost > 0 || (st.tls && st.closing) {
+            if st.drops_writes() {
                 Self::count_lost_write(&mut st);
                 return Ok(());
             }
