@@ -908,8 +908,8 @@ async fn tls_connection<P, F>(
         }
         res = crate::tls::handshake(Arc::clone(&sock), None, &side) => res,
     };
-    let (io, tls_info) = match res {
-        Ok(done) => done,
+    let session = match res {
+        Ok(session) => session,
         Err(e) => {
             let e = Error::from(e);
             tracing::debug!(error = %e, source = ?std::error::Error::source(&e), "TLS handshake failed; connection dropped");
@@ -920,14 +920,11 @@ async fn tls_connection<P, F>(
         tracing::error!("protocol factory panicked; connection dropped");
         return;
     };
-    let mut conn = asyncproto_core::lifecycle::Connection::new(protocol, info);
-    conn.set_socket(sock);
-    conn.enter_tls();
-    conn.set_tls_info(tls_info);
+    let (mut conn, io) = crate::tls::connection(protocol, info, sock, session);
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let _registered = Registered::new(Arc::clone(&inner), id, conn.transport().clone());
     conn.start();
-    drop(run(conn, crate::socket::SocketIo::Tls(Box::new(io))).await);
+    drop(run(conn, io).await);
 }
 
 /// Keeps a connection in the server's registry while its task lives.

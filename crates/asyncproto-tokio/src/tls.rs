@@ -516,12 +516,24 @@ where
     F: FnOnce() -> P,
     S: ReadyStream,
 {
-    let (io, tls_info) = handshake(Arc::clone(&sock), None, side).await?;
-    let mut conn = Connection::new(factory(), info);
+    let session = handshake(Arc::clone(&sock), None, side).await?;
+    let (conn, io) = connection(factory(), info, sock, session);
+    spawn_connection(conn, io, span)
+}
+
+/// The connection for a finished handshake: TLS rules, the session's
+/// details, the socket lent to `with_socket`.
+pub(crate) fn connection<P: StreamProtocol, S: ReadyStream>(
+    protocol: P,
+    info: TransportInfo,
+    sock: Arc<S>,
+    (io, tls_info): (TlsIo<S>, TlsInfo),
+) -> (Connection<P>, SocketIo<S>) {
+    let mut conn = Connection::new(protocol, info);
     conn.set_socket(sock);
     conn.enter_tls();
     conn.set_tls_info(tls_info);
-    spawn_connection(conn, SocketIo::Tls(Box::new(io)), span)
+    (conn, SocketIo::Tls(Box::new(io)))
 }
 
 /// A TLS stream as the connection task polls it.
@@ -675,9 +687,14 @@ fn copy_error(e: &asyncproto_core::Error) -> asyncproto_core::Error {
         asyncproto_core::Error::TlsHandshakeTimeout { after } => {
             asyncproto_core::Error::TlsHandshakeTimeout { after: *after }
         }
-        asyncproto_core::Error::Io(io) => {
-            asyncproto_core::Error::Io(io::Error::new(io.kind(), io.to_string()))
-        }
+        // `io::Error` is not `Clone`; the `rustls::Error` inside is, so the
+        // caller can still match it (`Error::tls_error`).
+        asyncproto_core::Error::Io(io) => asyncproto_core::Error::Io(
+            match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                Some(tls) => io::Error::new(io.kind(), tls.clone()),
+                None => io::Error::new(io.kind(), io.to_string()),
+            },
+        ),
         other => asyncproto_core::Error::Io(io::Error::new(other.kind(), other.to_string())),
     }
 }

@@ -186,3 +186,52 @@ async fn start_tls_with_bytes_in_flight_both_directions() {
     })
     .await;
 }
+
+/// A `start_tls` whose handshake fails (the server's certificate comes from
+/// an unknown CA): the future's error still carries the `rustls::Error`,
+/// and the protocol gets `connection_lost(Some(..))` with the handshake's
+/// error.
+#[tokio::test]
+async fn failed_start_tls_reports_the_rustls_error_to_the_caller_and_the_protocol() {
+    use asyncproto_tokio::rustls;
+    within(10, async {
+        let ours = TestPki::new();
+        let theirs = TestPki::with_ca_name("some other CA");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server_config = theirs.server_config();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            // The client rejects our certificate: the handshake fails here too.
+            tokio_rustls::TlsAcceptor::from(server_config)
+                .accept(tcp)
+                .await
+                .expect_err("client rejects the certificate");
+        });
+        let (proto, mut probe) = tap(Recorder::default());
+        let (t, _done) = create_connection(move || proto, addr, ConnectOptions::new())
+            .await
+            .expect("connect");
+        assert_eq!(probe.next().await, Event::Made);
+        let err = start_tls(&t, TlsUpgrade::client(client_tls(&ours)))
+            .await
+            .expect_err("unknown CA");
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert_eq!(err.tls_error(), Some(&unknown), "{err:?}");
+        assert_eq!(
+            probe.until_lost().await,
+            [Event::Lost(Some(std::io::ErrorKind::InvalidData))]
+        );
+        match probe.lost_error() {
+            Some(asyncproto_core::Error::Io(e)) => assert_eq!(
+                e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+                Some(&unknown)
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        server.await.expect("server");
+    })
+    .await;
+}
