@@ -21,7 +21,12 @@ use tokio::{
     net::{TcpStream, UnixStream},
 };
 
-use crate::conn::PollIo;
+use asyncproto_core::{StreamProtocol, Transport, TransportInfo, lifecycle::Connection};
+
+use crate::{
+    conn::{PollIo, ProtocolHandle, spawn_connection},
+    error::Error,
+};
 
 /// Tokio's readiness API, the same on `TcpStream` and `UnixStream`.
 pub(crate) trait ReadyStream: std::os::fd::AsFd + Send + Sync + 'static {
@@ -301,4 +306,50 @@ impl<S: ReadyStream> AsyncWrite for SockIo<S> {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.sock.shutdown_write())
     }
+}
+
+/// The TLS side a connection starts with, if any (always `None` without the
+/// `tls` feature).
+#[cfg(feature = "tls")]
+pub(crate) type MaybeTls<'a> = Option<&'a crate::tls::TlsSide>;
+/// The TLS side a connection starts with, if any (always `None` without the
+/// `tls` feature).
+#[cfg(not(feature = "tls"))]
+pub(crate) type MaybeTls<'a> = Option<&'a std::convert::Infallible>;
+
+/// A plain connection over `sock`, which it lends to `with_socket`.
+pub(crate) fn plain_connection<P: StreamProtocol, S: ReadyStream>(
+    protocol: P,
+    info: TransportInfo,
+    sock: Arc<S>,
+) -> (Connection<P>, SocketIo<S>) {
+    let mut conn = Connection::new(protocol, info);
+    conn.set_socket(sock.clone());
+    (conn, SocketIo::Plain(sock))
+}
+
+/// Runs the protocol from `factory` on a connected socket: at once, or
+/// after the TLS handshake when `tls` is given (the factory is called only
+/// once the handshake has succeeded). `connection_made` has run when this
+/// returns.
+pub(crate) async fn start<P, F, S>(
+    factory: F,
+    sock: Arc<S>,
+    info: TransportInfo,
+    span: tracing::Span,
+    tls: MaybeTls<'_>,
+) -> Result<(Transport, ProtocolHandle<P>), Error>
+where
+    P: StreamProtocol,
+    F: FnOnce() -> P,
+    S: ReadyStream,
+{
+    if let Some(side) = tls {
+        #[cfg(feature = "tls")]
+        return crate::tls::establish(factory, sock, info, side, span).await;
+        #[cfg(not(feature = "tls"))]
+        match *side {}
+    }
+    let (conn, io) = plain_connection(factory(), info, sock);
+    spawn_connection(conn, io, span)
 }

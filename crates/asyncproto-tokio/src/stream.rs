@@ -20,9 +20,9 @@ use tokio::{
 use crate::{
     conn::{PollIo, ProtocolHandle, conn_span, spawn_connection},
     error::Error,
-    socket::SocketIo,
+    socket::{self, MaybeTls},
     stream::sealed::Socket,
-    tcp::{ConnectOptions, tcp_connection},
+    tcp::{ConnectOptions, configure, tcp_info},
 };
 
 /// An already-connected stream socket that [`create_connection_with_sock`] and
@@ -126,15 +126,19 @@ where
     F: FnOnce() -> P,
     S: ConnectedSocket,
 {
+    // asyncio: sock= with ssl needs server_hostname; nothing to derive it
+    // from.
     #[cfg(feature = "tls")]
-    if let Some(tls) = &options.tls {
-        // asyncio: sock= with ssl needs server_hostname; nothing to derive
-        // it from.
-        let side = crate::tls::TlsSide::client(tls, None)?;
-        return connect_socket_tls(factory, sock, side, "client").await;
-    }
-    let _ = options;
-    connect_socket(factory, sock, "client")
+    let side = match &options.tls {
+        Some(tls) => Some(crate::tls::TlsSide::client(tls, None)?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    let side = {
+        let _ = options;
+        None
+    };
+    connect_socket(factory, sock, "client", side.as_ref()).await
 }
 
 /// Runs the protocol from `factory` on a socket accepted outside asyncproto
@@ -195,12 +199,16 @@ where
     S: ConnectedSocket,
 {
     #[cfg(feature = "tls")]
-    if let Some(tls) = &options.tls_server {
-        let side = crate::tls::TlsSide::server(tls)?;
-        return connect_socket_tls(factory, sock, side, "server").await;
-    }
-    let _ = options;
-    connect_socket(factory, sock, "server")
+    let side = match &options.tls_server {
+        Some(tls) => Some(crate::tls::TlsSide::server(tls)?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    let side = {
+        let _ = options;
+        None
+    };
+    connect_socket(factory, sock, "server", side.as_ref()).await
 }
 
 /// Runs the protocol from `factory` over any byte stream: a
@@ -338,10 +346,11 @@ impl sealed::Sealed for UnixStream {
 
 // asyncio: base_events.BaseEventLoop._create_connection_transport, which both
 // create_connection(sock=) and connect_accepted_socket end in.
-fn connect_socket<P, F, S>(
+async fn connect_socket<P, F, S>(
     factory: F,
     sock: S,
     side: &'static str,
+    tls: MaybeTls<'_>,
 ) -> Result<(Transport, ProtocolHandle<P>), Error>
 where
     P: StreamProtocol,
@@ -355,50 +364,17 @@ where
             let peer = stream.peer_addr().ok();
             // asyncio: selector_events._SelectorSocketTransport sets
             // TCP_NODELAY on every TCP transport, sock= ones included.
-            let (conn, io) = tcp_connection(factory(), stream, peer, true, None);
-            spawn_connection(conn, io, conn_span("tcp", Some(side), peer))
+            configure(&stream, true, None);
+            let info = tcp_info(&stream, peer);
+            let span = conn_span("tcp", Some(side), peer);
+            socket::start(factory, Arc::new(stream), info, span, tls).await
         }
         Socket::Unix(stream) => {
-            let stream = Arc::new(stream);
             // No addresses: asyncio's are path strings, TransportInfo holds
             // only SocketAddrs.
             let info = TransportInfo::new("unix").with_can_write_eof(true);
-            let mut conn = Connection::new(factory(), info);
-            conn.set_socket(stream.clone());
-            spawn_connection(
-                conn,
-                SocketIo::Plain(stream),
-                conn_span("unix", Some(side), None),
-            )
-        }
-    }
-}
-
-/// [`connect_socket`] with a TLS handshake first.
-#[cfg(feature = "tls")]
-async fn connect_socket_tls<P, F, S>(
-    factory: F,
-    sock: S,
-    side: crate::tls::TlsSide,
-    span_side: &'static str,
-) -> Result<(Transport, ProtocolHandle<P>), Error>
-where
-    P: StreamProtocol,
-    F: FnOnce() -> P,
-    S: ConnectedSocket,
-{
-    match sock.into_tokio()? {
-        Socket::Tcp(stream) => {
-            let peer = stream.peer_addr().ok();
-            crate::tcp::configure(&stream, true, None);
-            let info = crate::tcp::tcp_info(&stream, peer);
-            let span = conn_span("tcp", Some(span_side), peer);
-            crate::tls::establish(factory, Arc::new(stream), info, &side, span).await
-        }
-        Socket::Unix(stream) => {
-            let info = TransportInfo::new("unix").with_can_write_eof(true);
-            let span = conn_span("unix", Some(span_side), None);
-            crate::tls::establish(factory, Arc::new(stream), info, &side, span).await
+            let span = conn_span("unix", Some(side), None);
+            socket::start(factory, Arc::new(stream), info, span, tls).await
         }
     }
 }

@@ -17,9 +17,9 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpSocket, TcpStream, ToSocketAddrs, lookup_host};
 
 use crate::{
-    conn::{ProtocolHandle, conn_span, spawn_connection},
+    conn::{ProtocolHandle, conn_span},
     error::Error,
-    socket::SocketIo,
+    socket::{self, SocketIo},
 };
 
 /// The future a [`Resolver`] function returns: the addresses of a host, in
@@ -469,39 +469,21 @@ where
         Ok(stream) => stream,
         Err(failures) => return Err(connect_error(failures)),
     };
-    #[cfg(feature = "tls")]
-    if let Some(tls) = &options.tls {
-        let peer = stream.peer_addr().ok();
-        let side = crate::tls::TlsSide::client(tls, crate::tls::default_server_name(host, peer))?;
-        return establish_tls(factory, stream, &options, &side, "client").await;
-    }
-    establish(factory(), stream, options.nodelay, options.keepalive)
-}
-
-/// The TLS counterpart of [`establish`]: the handshake, then the protocol.
-#[cfg(feature = "tls")]
-pub(crate) async fn establish_tls<P, F>(
-    factory: F,
-    stream: TcpStream,
-    options: &ConnectOptions,
-    side: &crate::tls::TlsSide,
-    span_side: &'static str,
-) -> Result<(Transport, ProtocolHandle<P>), Error>
-where
-    P: StreamProtocol,
-    F: FnOnce() -> P,
-{
-    configure(&stream, options.nodelay, options.keepalive);
     let peer = stream.peer_addr().ok();
+    #[cfg(feature = "tls")]
+    let side = match &options.tls {
+        Some(tls) => Some(crate::tls::TlsSide::client(
+            tls,
+            crate::tls::default_server_name(host, peer),
+        )?),
+        None => None,
+    };
+    #[cfg(not(feature = "tls"))]
+    let side = None;
+    configure(&stream, options.nodelay, options.keepalive);
     let info = tcp_info(&stream, peer);
-    crate::tls::establish(
-        factory,
-        Arc::new(stream),
-        info,
-        side,
-        conn_span("tcp", Some(span_side), peer),
-    )
-    .await
+    let span = conn_span("tcp", Some("client"), peer);
+    socket::start(factory, Arc::new(stream), info, span, side.as_ref()).await
 }
 
 /// asyncio's `_interleave_addrinfos`: `first_family_count` addresses of the
@@ -715,19 +697,6 @@ async fn attempt(
     result
 }
 
-/// Builds the connection for a connected stream, delivers `connection_made`
-/// on the caller's task, and spawns the connection task.
-pub(crate) fn establish<P: StreamProtocol>(
-    protocol: P,
-    stream: TcpStream,
-    nodelay: bool,
-    keepalive: Option<Duration>,
-) -> Result<(Transport, ProtocolHandle<P>), Error> {
-    let peer = stream.peer_addr().ok();
-    let (conn, io) = tcp_connection(protocol, stream, peer, nodelay, keepalive);
-    spawn_connection(conn, io, conn_span("tcp", Some("client"), peer))
-}
-
 /// Sets the socket options and wraps the stream for the connection task.
 pub(crate) fn tcp_connection<P: StreamProtocol>(
     protocol: P,
@@ -738,10 +707,7 @@ pub(crate) fn tcp_connection<P: StreamProtocol>(
 ) -> (Connection<P>, SocketIo<TcpStream>) {
     configure(&stream, nodelay, keepalive);
     let info = tcp_info(&stream, peer);
-    let stream = Arc::new(stream);
-    let mut conn = Connection::new(protocol, info);
-    conn.set_socket(stream.clone());
-    (conn, SocketIo::Plain(stream))
+    socket::plain_connection(protocol, info, Arc::new(stream))
 }
 
 /// Sets `TCP_NODELAY` and keepalive as asked; failures are only logged.
