@@ -35,7 +35,7 @@ use std::{
     any::Any,
     io::{self, IoSlice},
     panic::{AssertUnwindSafe, catch_unwind},
-    task::Waker,
+    task::{Poll, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -55,11 +55,6 @@ use crate::transport::SocketLike;
 pub const MIN_READ_SIZE: usize = 4 * 1024;
 /// The largest read buffer (bytes): asyncio's `max_size`, 256 KiB.
 pub const MAX_READ_SIZE: usize = 256 * 1024;
-/// Reads of at most this many bytes are copied out of the thread's scratch
-/// buffer into an exact-size [`Bytes`]; larger ones are handed over without
-/// a copy.
-pub const COPY_MAX: usize = 4 * 1024;
-
 thread_local! {
     /// The read buffer shared by the connections driven on this thread.
     static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
@@ -72,18 +67,20 @@ pub const READS_PER_DRIVE: usize = 16;
 /// A non-blocking byte stream, as a backend presents its socket to
 /// [`Connection::drive`].
 ///
-/// Each method returns [`io::ErrorKind::WouldBlock`] when the operation is not
-/// ready; the implementation must then have arranged for the waker given to
-/// `drive` to be woken when it may be (as Tokio's `poll_*` methods do).
+/// Each method returns [`Poll::Pending`] when the operation is not ready; the
+/// implementation must then have arranged for the waker given to `drive` to
+/// be woken when it may be (as Tokio's `poll_*` methods do). An
+/// `Err` of kind [`io::ErrorKind::WouldBlock`] is taken as `Pending` too.
+/// `Pending` is a value, not an [`io::Error`]: the hot path builds, decodes
+/// and drops no error when a socket has nothing to read.
 pub trait StreamIo {
     /// Reads into the spare capacity of `buf` (appending), returning the count;
     /// `Ok(0)` means EOF.
     ///
     /// # Errors
     ///
-    /// `WouldBlock` when nothing is ready; any other error is fatal to the
-    /// connection (`Interrupted` is retried).
-    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+    /// Any error is fatal to the connection (`Interrupted` is retried).
+    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
 
     /// Reads into `buf` (a [`BufferedProtocol`](crate::BufferedProtocol)'s
     /// buffer), returning the count; `Ok(0)` means EOF.
@@ -91,7 +88,7 @@ pub trait StreamIo {
     /// # Errors
     ///
     /// As [`read`](Self::read).
-    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>>;
 
     /// Writes from `bufs` in order, returning how many bytes were taken.
     /// `Ok(0)` with non-empty `bufs` is treated as a fatal
@@ -100,7 +97,7 @@ pub trait StreamIo {
     /// # Errors
     ///
     /// As [`read`](Self::read).
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>>;
 
     /// Shuts down the write side (sends FIN). Called once, after the write
     /// buffer has drained.
@@ -108,7 +105,18 @@ pub trait StreamIo {
     /// # Errors
     ///
     /// As [`read`](Self::read); `NotConnected` (the peer is gone) is ignored.
-    fn shutdown_write(&mut self) -> io::Result<()>;
+    fn shutdown_write(&mut self) -> Poll<io::Result<()>>;
+}
+
+/// `Pending`, or an `Err` of kind `WouldBlock` (which a backend may return
+/// instead), as `None`.
+#[inline]
+fn ready<T>(p: Poll<io::Result<T>>) -> Option<io::Result<T>> {
+    match p {
+        Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
 }
 
 /// What [`Connection::drive`] asks of its backend next.
@@ -464,11 +472,13 @@ impl<P: StreamProtocol> Connection<P> {
                 }
                 if st.eof_requested && !self.eof_sent {
                     drop(st);
-                    match io.shutdown_write() {
-                        Ok(()) => self.eof_sent = true,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotConnected => self.eof_sent = true,
-                        Err(e) => {
+                    match ready(io.shutdown_write()) {
+                        Some(Ok(())) => self.eof_sent = true,
+                        None => {}
+                        Some(Err(e)) if e.kind() == io::ErrorKind::NotConnected => {
+                            self.eof_sent = true;
+                        }
+                        Some(Err(e)) => {
                             // Over now: neither park nor read with the state
                             // seen before the failure.
                             self.fail_io(e);
@@ -626,9 +636,9 @@ impl<P: StreamProtocol> Connection<P> {
     // asyncio: sslproto.SSLProtocol._start_shutdown / _do_shutdown (TLS)
     fn finish_close(&mut self, io: &mut impl StreamIo) -> bool {
         if (self.tls || self.shutdown_on_close) && !self.eof_sent {
-            match io.shutdown_write() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if self.tls && e.kind() != io::ErrorKind::NotConnected => {
+            match ready(io.shutdown_write()) {
+                None => return false,
+                Some(Err(e)) if self.tls && e.kind() != io::ErrorKind::NotConnected => {
                     self.fail_io(e);
                     return true;
                 }
@@ -652,10 +662,13 @@ impl<P: StreamProtocol> Connection<P> {
             if buf.capacity() - buf.len() < MIN_READ_SIZE {
                 buf.reserve(MIN_READ_SIZE);
             }
-            let res = io.read(&mut buf);
+            let res = ready(io.read(&mut buf));
             buf.clear();
             res
         });
+        let Some(res) = res else {
+            return false;
+        };
         match res {
             Ok(0) => {
                 self.read_eof = true;
@@ -665,7 +678,6 @@ impl<P: StreamProtocol> Connection<P> {
                 tracing::debug!(bytes = n, "discarding data received after close()");
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
             // After our close_notify, a peer that closes without answering
             // it ends the shutdown cleanly: many peers never answer.
@@ -686,6 +698,7 @@ impl<P: StreamProtocol> Connection<P> {
     fn read_buffered(&mut self, io: &mut impl StreamIo) -> bool {
         enum Outcome {
             Empty,
+            Pending,
             Read(io::Result<usize>),
         }
         let Some(p) = self.current() else {
@@ -693,16 +706,17 @@ impl<P: StreamProtocol> Connection<P> {
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let Receiver::Buffer(r) = p.receiver() else {
-                return Outcome::Read(Err(io::ErrorKind::WouldBlock.into()));
+                return Outcome::Pending;
             };
             let buf = r.get_buffer(None);
             if buf.is_empty() {
                 return Outcome::Empty;
             }
             loop {
-                match io.read_into(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    res => return Outcome::Read(res),
+                match ready(io.read_into(buf)) {
+                    None => return Outcome::Pending,
+                    Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Some(res) => return Outcome::Read(res),
                 }
             }
         }));
@@ -718,7 +732,7 @@ impl<P: StreamProtocol> Connection<P> {
             }
             Ok(Outcome::Read(Ok(0))) => self.deliver_or_hold(Got::Eof),
             Ok(Outcome::Read(Ok(n))) => self.deliver_or_hold(Got::Count(n)),
-            Ok(Outcome::Read(Err(e))) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Ok(Outcome::Pending) => false,
             Ok(Outcome::Read(Err(e))) => {
                 self.fail_io(e);
                 true
@@ -903,6 +917,9 @@ fn flush(st: &mut State, io: &mut impl StreamIo) -> Flushed {
             2..=16 => write_chunks::<16>(&st.buf, max, io),
             _ => write_chunks::<MAX_IOVECS>(&st.buf, max, io),
         };
+        let Some(res) = ready(res) else {
+            return Flushed::Idle;
+        };
         match res {
             Ok(0) => return Flushed::Failed(io::ErrorKind::WriteZero.into()),
             Ok(k) => {
@@ -913,7 +930,6 @@ fn flush(st: &mut State, io: &mut impl StreamIo) -> Flushed {
                     return Flushed::Resume;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Idle,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Flushed::Failed(e),
         }
@@ -926,7 +942,7 @@ fn write_chunks<const N: usize>(
     buf: &WriteBuffer,
     max: usize,
     io: &mut impl StreamIo,
-) -> io::Result<usize> {
+) -> Poll<io::Result<usize>> {
     let mut slots = [IoSlice::new(&[]); N];
     let n = buf.chunks_vectored_max(&mut slots, max);
     io.write_vectored(&slots[..n])
@@ -935,41 +951,39 @@ fn write_chunks<const N: usize>(
 /// One read for a data protocol: `None` if nothing is ready, else the data,
 /// the EOF or the (fatal) error.
 ///
-/// Reads go into the thread's scratch buffer: an idle connection holds no
-/// read buffer at all, and a small read costs one exact-size allocation (the
-/// copy the protocol receives), not a fresh buffer plus a shared header. A
-/// large read hands its part of the scratch allocation over without a copy.
+/// Reads go into the thread's scratch buffer, shared by every connection
+/// driven on the thread, so an idle connection holds no read buffer at all.
+/// The bytes read are split off the front of it as a [`Bytes`] that shares
+/// its allocation (one reference count, no copy, no allocation); once the
+/// protocol has dropped every such `Bytes` (an echo's are dropped when they
+/// have been sent), the buffer reclaims the space and the next reads reuse
+/// it. A `Bytes` the protocol keeps pins the scratch allocation it came from
+/// until it is dropped, as with `tokio-util`'s codecs; the thread then reads
+/// into a fresh allocation.
+///
 /// `read_size` adapts: it doubles while reads fill the buffer and halves when
 /// they use less than an eighth of it.
 fn read_data(read_size: &mut usize, io: &mut impl StreamIo) -> Option<io::Result<Got>> {
     let want = *read_size;
     let res = SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
-        if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
-        }
-        let spare = buf.capacity() - buf.len();
+        // Empty here; reclaims the allocation once the Bytes split off it
+        // earlier are gone, or starts a new one.
+        buf.reserve(want);
+        let spare = buf.capacity();
         loop {
-            match io.read(&mut buf) {
-                Ok(0) => return Ok(None),
-                Ok(n) => {
-                    let data = if n <= COPY_MAX {
-                        let data = Bytes::copy_from_slice(&buf[..n]);
-                        buf.clear();
-                        data
-                    } else {
-                        buf.split().freeze()
-                    };
-                    return Ok(Some((data, spare)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+            match ready(io.read(&mut buf)) {
+                None => return None,
+                Some(Ok(0)) => return Some(Ok(None)),
+                Some(Ok(_)) => return Some(Ok(Some((buf.split().freeze(), spare)))),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(e)) => {
                     buf.clear();
-                    return Err(e);
+                    return Some(Err(e));
                 }
             }
         }
-    });
+    })?;
     match res {
         Ok(None) => Some(Ok(Got::Eof)),
         Ok(Some((data, spare))) => {
@@ -981,7 +995,6 @@ fn read_data(read_size: &mut usize, io: &mut impl StreamIo) -> Option<io::Result
             }
             Some(Ok(Got::Data(data)))
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
         Err(e) => Some(Err(e)),
     }
 }

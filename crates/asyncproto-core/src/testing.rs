@@ -26,7 +26,7 @@ use std::{
     fmt,
     io::{self, IoSlice},
     sync::{Arc, Mutex},
-    task::Waker,
+    task::{Poll, Waker},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -74,8 +74,8 @@ struct MemoryIo {
     closed: bool,
 }
 
-impl StreamIo for MemoryIo {
-    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+impl MemoryIo {
+    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         match self.incoming.pop_front() {
             None => Err(io::ErrorKind::WouldBlock.into()),
             Some(Incoming::Eof) => Ok(0),
@@ -92,7 +92,7 @@ impl StreamIo for MemoryIo {
         }
     }
 
-    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_into_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.incoming.pop_front() {
             None => Err(io::ErrorKind::WouldBlock.into()),
             Some(Incoming::Eof) => Ok(0),
@@ -108,7 +108,7 @@ impl StreamIo for MemoryIo {
         }
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write_vectored_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.write_calls += 1;
         let mut budget = match self.mode {
             WriteMode::Accept => usize::MAX,
@@ -134,7 +134,7 @@ impl StreamIo for MemoryIo {
         Ok(taken)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
+    fn shutdown_write_now(&mut self) -> io::Result<()> {
         match self.mode {
             WriteMode::Fail(kind) => Err(kind.into()),
             _ => {
@@ -142,6 +142,33 @@ impl StreamIo for MemoryIo {
                 Ok(())
             }
         }
+    }
+}
+
+impl StreamIo for MemoryIo {
+    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        pending_if_would_block(self.read_now(buf))
+    }
+
+    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        pending_if_would_block(self.read_into_now(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        pending_if_would_block(self.write_vectored_now(bufs))
+    }
+
+    fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
+        pending_if_would_block(self.shutdown_write_now())
+    }
+}
+
+/// The memory stream's non-blocking results as `StreamIo` polls: `WouldBlock`
+/// is `Pending`.
+fn pending_if_would_block<T>(r: io::Result<T>) -> Poll<io::Result<T>> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+        r => Poll::Ready(r),
     }
 }
 

@@ -3,9 +3,9 @@
 //! One Tokio task per connection owns the I/O object and the protocol; all
 //! of the connection's callbacks run on it, one at a time. The task polls
 //! [`Connection::drive`] with the socket presented as a non-blocking
-//! [`StreamIo`]; a `Pending` from Tokio becomes `WouldBlock` (the waker is
-//! registered by the `poll_*` call), so the core's ordering logic is the same
-//! one the in-memory transport runs.
+//! [`StreamIo`], whose `Pending` is Tokio's (the waker is registered by the
+//! `poll_*` call), so the core's ordering logic is the same one the
+//! in-memory transport runs.
 
 use std::{
     future::{Future, poll_fn},
@@ -73,28 +73,25 @@ struct Adapter<'a, 'b, T> {
     cx: &'a mut Context<'b>,
 }
 
-fn would_block<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
-    match p {
-        Poll::Ready(r) => r,
-        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-    }
-}
-
 impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
-    fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        would_block(self.io.poll_read(self.cx, buf))
+    #[inline]
+    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        self.io.poll_read(self.cx, buf)
     }
 
-    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        would_block(self.io.poll_read_into(self.cx, buf))
+    #[inline]
+    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.io.poll_read_into(self.cx, buf)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        would_block(self.io.poll_write_vectored(self.cx, bufs))
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.io.poll_write_vectored(self.cx, bufs)
     }
 
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        would_block(self.io.poll_shutdown_write(self.cx))
+    #[inline]
+    fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
+        self.io.poll_shutdown_write(self.cx)
     }
 }
 
@@ -294,7 +291,7 @@ mod tests {
             .await
             .unwrap();
         let conn = Connection::new(Recorder::default(), TransportInfo::new("tcp"));
-        let io = crate::socket::SocketIo::Plain(std::sync::Arc::new(client));
+        let io = crate::socket::SocketIo::plain(std::sync::Arc::new(client));
         let fut = run(conn, io);
         let size = std::mem::size_of_val(&fut);
         eprintln!("connection future: {size} bytes");

@@ -606,7 +606,9 @@ pub(crate) async fn upgrade_socket<S: ReadyStream>(
     held: Option<Bytes>,
     side: &TlsSide,
 ) -> Result<TlsInfo, asyncproto_core::Error> {
-    let SocketIo::Plain(sock) = std::mem::replace(io, SocketIo::Detached) else {
+    let SocketIo::Plain(crate::socket::Plain { sock, .. }) =
+        std::mem::replace(io, SocketIo::Detached)
+    else {
         return Err(asyncproto_core::Error::Unsupported {
             method: "start_tls",
         });

@@ -14,6 +14,7 @@ mod handle;
 mod happy_eyeballs;
 mod lifecycle;
 mod panics;
+mod read_buffer;
 mod server;
 mod shutdown_token;
 mod sockets;
