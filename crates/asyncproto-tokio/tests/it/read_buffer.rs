@@ -29,7 +29,7 @@ impl BaseProtocol for Keeper {
 
 impl Protocol for Keeper {
     fn data_received(&mut self, data: Bytes) {
-        if self.seen % self.keep_every == 0 {
+        if self.seen.is_multiple_of(self.keep_every) {
             self.kept.lock().unwrap().push((self.seen, data));
         }
         self.seen += 1;
@@ -97,14 +97,14 @@ async fn kept_bytes_survive_later_reads(keep_every: usize) {
     }
 }
 
-fn seed(k: usize) -> u64 {
-    1000 + k as u64
+fn seed(k: usize) -> usize {
+    1000 + k
 }
 
 /// Message `i` of the client with `seed`: 1 to 700 bytes.
-fn message(seed: u64, i: usize) -> Bytes {
-    let len = 1 + (i * 7919 + seed as usize * 31) % 700;
-    payload(len, seed * 1_000_003 + i as u64)
+fn message(seed: usize, i: usize) -> Bytes {
+    let len = 1 + (i * 7919 + seed * 31) % 700;
+    payload(len, (seed * 1_000_003 + i) as u64)
 }
 
 async fn kept_chunks_stay_intact_when_all_are_kept() {
