@@ -87,6 +87,7 @@ impl WriteBuffer {
     /// This does not check the high-water mark: the state machine calls
     /// [`check_pause`](Self::check_pause) once the writing callback has
     /// returned (see the crate docs on why callbacks never re-enter).
+    #[inline]
     pub fn push(&mut self, data: Bytes) {
         if data.is_empty() {
             return;
@@ -98,6 +99,7 @@ impl WriteBuffer {
     /// Returns [`FlowEvent::Pause`] if the size is strictly over the high mark
     /// and no pause is outstanding; the buffer is then paused.
     // asyncio: transports._FlowControlMixin._maybe_pause_protocol
+    #[inline]
     pub fn check_pause(&mut self) -> Option<FlowEvent> {
         if !self.paused && self.len > self.high {
             self.paused = true;
@@ -113,6 +115,7 @@ impl WriteBuffer {
     ///
     /// `n` larger than the buffered size is clamped.
     // asyncio: transports._FlowControlMixin._maybe_resume_protocol
+    #[inline]
     pub fn consume(&mut self, mut n: usize) -> Option<FlowEvent> {
         n = n.min(self.len);
         self.len -= n;
@@ -131,6 +134,7 @@ impl WriteBuffer {
         self.check_resume()
     }
 
+    #[inline]
     fn check_resume(&mut self) -> Option<FlowEvent> {
         if self.paused && self.len <= self.low {
             self.paused = false;
@@ -175,16 +179,19 @@ impl WriteBuffer {
     }
 
     /// Buffered bytes not yet written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is buffered.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether a pause edge is outstanding (no resume since).
+    #[inline]
     pub fn is_paused(&self) -> bool {
         self.paused
     }
@@ -198,6 +205,7 @@ impl WriteBuffer {
     /// How many chunks are buffered (each write of non-empty data is one,
     /// until it is fully consumed): the number of slices
     /// [`chunks_vectored`](Self::chunks_vectored) can fill.
+    #[inline]
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
@@ -210,6 +218,7 @@ impl WriteBuffer {
 
     /// As [`chunks_vectored`](Self::chunks_vectored), but the slices hold at
     /// most `max` bytes in total (the last one is cut short).
+    #[inline]
     pub fn chunks_vectored_max<'a>(&'a self, dst: &mut [IoSlice<'a>], max: usize) -> usize {
         let mut n = 0;
         let mut left = max;

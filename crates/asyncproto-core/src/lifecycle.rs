@@ -437,7 +437,12 @@ impl<P: StreamProtocol> Connection<P> {
                 st = self.transport.lock();
                 continue;
             }
-            match flush(&mut st, io) {
+            let flushed = if st.buf.is_empty() {
+                Flushed::Idle
+            } else {
+                flush(&mut st, io)
+            };
+            match flushed {
                 Flushed::Idle => {}
                 Flushed::Resume => {
                     drop(st);
@@ -990,7 +995,7 @@ fn read_data(read_size: &mut usize, io: &mut impl StreamIo) -> Option<io::Result
             let n = data.len();
             if n >= spare {
                 *read_size = (*read_size * 2).min(MAX_READ_SIZE);
-            } else if n < *read_size / 8 {
+            } else if n < *read_size / 8 && *read_size > MIN_READ_SIZE {
                 *read_size = (*read_size / 2).max(MIN_READ_SIZE);
             }
             Some(Ok(Got::Data(data)))

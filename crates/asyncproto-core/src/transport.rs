@@ -89,6 +89,7 @@ impl State {
     /// Writes are dropped and counted: the connection is lost (or a plain
     /// `close()` found nothing left to send), or a TLS transport is closing
     /// (asyncio's TLS transport drops every write after `close()`).
+    #[inline]
     fn drops_writes(&self) -> bool {
         self.conn_lost > 0 || (self.tls && self.closing)
     }
@@ -130,6 +131,7 @@ impl Transport {
         }
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock can only come from our own code
         // (protocol callbacks never run under it); the state stays consistent
@@ -472,6 +474,7 @@ impl Transport {
 
     /// Marks the state changed and wakes the connection's task unless it is
     /// running (it re-checks before parking).
+    #[inline]
     pub(crate) fn notify(st: &mut State) {
         st.dirty = true;
         if !st.running
