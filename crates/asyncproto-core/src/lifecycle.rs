@@ -814,13 +814,21 @@ impl<P: StreamProtocol> Connection<P> {
 
     /// Runs one callback, catching a panic: the connection is then aborted
     /// with [`Error::ProtocolPanicked`] and `None` returned.
+    ///
+    /// The connection's own protocol is passed as its concrete type (then
+    /// coerced), so that the compiler sees through the `dyn` calls and can
+    /// inline the callback; a switched-to protocol is a `Box<dyn>`.
     fn call<R>(
         &mut self,
         callback: Callback,
         f: impl FnOnce(&mut dyn StreamProtocol) -> R,
     ) -> Option<R> {
-        let p = self.current()?;
-        match catch_unwind(AssertUnwindSafe(|| f(p))) {
+        let res = match (&mut self.switched, &mut self.protocol) {
+            (Some(p), _) => catch_unwind(AssertUnwindSafe(|| f(p.as_mut()))),
+            (None, Some(p)) => catch_unwind(AssertUnwindSafe(|| f(p))),
+            (None, None) => return None,
+        };
+        match res {
             Ok(r) => Some(r),
             Err(payload) => {
                 self.panicked(callback, payload.as_ref());
