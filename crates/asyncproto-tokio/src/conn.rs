@@ -100,7 +100,22 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
 ///
 /// If this future is dropped early (runtime shutdown), the connection still
 /// delivers `connection_lost(Some(Cancelled))`.
-pub(crate) async fn run<P: StreamProtocol, T: PollIo>(mut conn: Connection<P>, io: T) -> Option<P> {
+pub(crate) fn run<P: StreamProtocol, T: PollIo>(
+    conn: Connection<P>,
+    io: T,
+) -> impl Future<Output = Option<P>> + Send {
+    run_holding(conn, io, ())
+}
+
+/// [`run`], holding `guard` until the connection is over (a server's
+/// registration of it): one future where an `async` block around `run`
+/// would add a layer to every poll.
+pub(crate) async fn run_holding<P: StreamProtocol, T: PollIo, G: Send + 'static>(
+    mut conn: Connection<P>,
+    io: T,
+    guard: G,
+) -> Option<P> {
+    let _guard = guard;
     let mut io = Some(io);
     // Armed when a TLS close() starts: asyncio's ssl_shutdown_timeout.
     let mut shutdown: Option<(Pin<Box<tokio::time::Sleep>>, Duration)> = None;

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::{
     conn::conn_span,
-    conn::run,
+    conn::{run, run_holding},
     error::Error,
     tcp::{Resolver, tcp_connection},
 };
@@ -859,7 +859,7 @@ fn spawn_connection<P, F>(
         span.in_scope(|| tracing::error!("protocol factory panicked; connection dropped"));
         return;
     };
-    let (mut conn, io) = tcp_connection(
+    let (conn, io) = tcp_connection(
         protocol,
         stream,
         Some(peer),
@@ -868,15 +868,11 @@ fn spawn_connection<P, F>(
     );
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let registry = Registered::new(Arc::clone(inner), id, conn.transport().clone());
-    inner.tracker.spawn_on(
-        async move {
-            let _registered = registry;
-            conn.start();
-            drop(run(conn, io).await);
-        }
-        .instrument(span),
-        &inner.runtime,
-    );
+    // connection_made runs on the connection's task: drive starts a new
+    // connection.
+    inner
+        .tracker
+        .spawn_on(run_holding(conn, io, registry).instrument(span), &inner.runtime);
 }
 
 /// A TLS server connection's task: the handshake (dropped on failure, on
