@@ -870,9 +870,10 @@ fn spawn_connection<P, F>(
     let registry = Registered::new(Arc::clone(inner), id, conn.transport().clone());
     // connection_made runs on the connection's task: drive starts a new
     // connection.
-    inner
-        .tracker
-        .spawn_on(run_holding(conn, io, registry).instrument(span), &inner.runtime);
+    inner.tracker.spawn_on(
+        run_holding(conn, io, registry).instrument(span),
+        &inner.runtime,
+    );
 }
 
 /// A TLS server connection's task: the handshake (dropped on failure, on
