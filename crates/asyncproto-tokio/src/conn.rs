@@ -36,6 +36,11 @@ pub(crate) trait PollIo: Send + 'static {
     ) -> Poll<io::Result<usize>>;
     fn poll_shutdown_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 
+    /// Called at the start of every task poll, before the connection is
+    /// driven.
+    #[inline]
+    fn begin_poll(&mut self) {}
+
     /// The TLS shutdown timeout, if the stream runs TLS: a `close()` must
     /// finish within it.
     #[inline]
@@ -124,6 +129,7 @@ pub(crate) async fn run_holding<P: StreamProtocol, T: PollIo, G: Send + 'static>
             let Some(t) = io.as_mut() else {
                 return Poll::Ready(Status::Done);
             };
+            t.begin_poll();
             // The I/O calls get a context of their own over the same waker,
             // so that `drive` can borrow the waker without cloning it on
             // every poll.

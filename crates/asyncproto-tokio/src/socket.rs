@@ -77,10 +77,16 @@ ready_stream!(UnixStream);
 /// The read is tried first and `poll_read_ready` called only when it would
 /// block: `try_io` already checks the cached readiness (no syscall when it is
 /// clear), so a ready socket costs one readiness check per read, not two.
+///
+/// With `parked` given, a short read also registers the waker for the next
+/// readiness event at once and sets `*parked` if none is there yet: the
+/// caller then answers `Pending` to the next read of the same task poll
+/// without asking Tokio again (see [`Plain`]).
 fn poll_read_clearing<S: ReadyStream>(
     stream: &S,
     cx: &mut Context<'_>,
     want: usize,
+    parked: Option<&mut bool>,
     mut read: impl FnMut() -> io::Result<usize>,
 ) -> Poll<io::Result<usize>> {
     loop {
@@ -96,6 +102,9 @@ fn poll_read_clearing<S: ReadyStream>(
             other => other,
         });
         if let Some(n) = short {
+            if let Some(parked) = parked {
+                *parked = stream.poll_read_ready(cx).is_pending();
+            }
             return Poll::Ready(Ok(n));
         }
         match res {
@@ -144,21 +153,39 @@ fn poll_write_vectored<S: ReadyStream>(
 }
 
 /// A plain socket as the connection task reads and writes it.
+///
+/// After a short read (readiness cleared) the task's waker is registered for
+/// the next readiness event straight away, and `parked` is set: the read
+/// the connection tries after its callback, in the same task poll, is then
+/// `Pending` without a readiness check that can only fail. `begin_poll`
+/// clears it on every task poll, so a wake-up is never missed: data that
+/// arrives after the registration wakes the task, and the next poll reads.
 pub(crate) struct Plain<S> {
     pub(crate) sock: Arc<S>,
+    parked: bool,
 }
 
 impl<S: ReadyStream> PollIo for Plain<S> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         let stream = &*self.sock;
         let want = buf.capacity() - buf.len();
-        poll_read_clearing(stream, cx, want, || recv_buf(stream, buf))
+        if self.parked {
+            return Poll::Pending;
+        }
+        poll_read_clearing(stream, cx, want, Some(&mut self.parked), || {
+            recv_buf(stream, buf)
+        })
     }
 
     fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let stream = &*self.sock;
         let want = buf.len();
-        poll_read_clearing(stream, cx, want, || (&*SockRef::from(stream)).read(buf))
+        if self.parked {
+            return Poll::Pending;
+        }
+        poll_read_clearing(stream, cx, want, Some(&mut self.parked), || {
+            (&*SockRef::from(stream)).read(buf)
+        })
     }
 
     fn poll_write_vectored(
@@ -171,6 +198,11 @@ impl<S: ReadyStream> PollIo for Plain<S> {
 
     fn poll_shutdown_write(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.sock.shutdown_write())
+    }
+
+    #[inline]
+    fn begin_poll(&mut self) {
+        self.parked = false;
     }
 }
 
@@ -190,7 +222,10 @@ pub(crate) enum SocketIo<S: ReadyStream> {
 impl<S: ReadyStream> SocketIo<S> {
     /// Plain bytes over `sock`.
     pub(crate) fn plain(sock: Arc<S>) -> Self {
-        Self::Plain(Plain { sock })
+        Self::Plain(Plain {
+            sock,
+            parked: false,
+        })
     }
 }
 
@@ -239,6 +274,13 @@ impl<S: ReadyStream> PollIo for SocketIo<S> {
             #[cfg(feature = "tls")]
             Self::Tls(t) => t.poll_shutdown_write(cx),
             Self::Detached => detached(),
+        }
+    }
+
+    #[inline]
+    fn begin_poll(&mut self) {
+        if let Self::Plain(p) = self {
+            p.begin_poll();
         }
     }
 
@@ -295,7 +337,7 @@ impl<S: ReadyStream> AsyncRead for SockIo<S> {
         let stream = &*this.sock;
         let unfilled = buf.initialize_unfilled();
         let want = unfilled.len();
-        let n = ready!(poll_read_clearing(stream, cx, want, || {
+        let n = ready!(poll_read_clearing(stream, cx, want, None, || {
             (&*SockRef::from(stream)).read(&mut *unfilled)
         }))?;
         buf.advance(n);
