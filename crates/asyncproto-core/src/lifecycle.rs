@@ -106,6 +106,16 @@ pub trait StreamIo {
     ///
     /// As [`read`](Self::read); `NotConnected` (the peer is gone) is ignored.
     fn shutdown_write(&mut self) -> Poll<io::Result<()>>;
+
+    /// Whether a read now would certainly be `Pending`, the waker already
+    /// registered for the next readiness (a backend that knows its last read
+    /// drained the socket): the connection then skips the attempt, and a
+    /// buffered protocol's `get_buffer` is not called for nothing. The
+    /// default, `false`, always tries.
+    #[inline]
+    fn read_parked(&self) -> bool {
+        false
+    }
 }
 
 /// `Pending`, or an `Err` of kind `WouldBlock` (which a backend may return
@@ -508,6 +518,7 @@ impl<P: StreamProtocol> Connection<P> {
                 && !upgrading
                 && !self.read_eof
                 && self.held.is_none()
+                && !io.read_parked()
             {
                 if reads >= READS_PER_DRIVE {
                     st.running = false;

@@ -41,6 +41,12 @@ pub(crate) trait PollIo: Send + 'static {
     #[inline]
     fn begin_poll(&mut self) {}
 
+    /// [`StreamIo::read_parked`].
+    #[inline]
+    fn read_parked(&self) -> bool {
+        false
+    }
+
     /// The TLS shutdown timeout, if the stream runs TLS: a `close()` must
     /// finish within it.
     #[inline]
@@ -97,6 +103,11 @@ impl<T: PollIo> StreamIo for Adapter<'_, '_, T> {
     #[inline]
     fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
         self.io.poll_shutdown_write(self.cx)
+    }
+
+    #[inline]
+    fn read_parked(&self) -> bool {
+        self.io.read_parked()
     }
 }
 

@@ -204,6 +204,11 @@ impl<S: ReadyStream> PollIo for Plain<S> {
     fn begin_poll(&mut self) {
         self.parked = false;
     }
+
+    #[inline]
+    fn read_parked(&self) -> bool {
+        self.parked
+    }
 }
 
 /// A socket the connection task owns as [`PollIo`]: plain, or TLS once a
@@ -282,6 +287,11 @@ impl<S: ReadyStream> PollIo for SocketIo<S> {
         if let Self::Plain(p) = self {
             p.begin_poll();
         }
+    }
+
+    #[inline]
+    fn read_parked(&self) -> bool {
+        matches!(self, Self::Plain(p) if p.read_parked())
     }
 
     #[inline]

@@ -1,7 +1,9 @@
-//! The `Bytes` handed to `data_received` share the thread's read buffer
-//! (split off it, no copy): bytes a protocol keeps must stay exactly what
-//! was read while that buffer goes on serving later reads, on this
-//! connection and on others driven by the same thread.
+//! The read path: the `Bytes` handed to `data_received` share the thread's
+//! read buffer (split off it, no copy), so bytes a protocol keeps must stay
+//! exactly what was read while that buffer goes on serving later reads, on
+//! this connection and on others driven by the same thread; and the early
+//! readiness registration after a read that drained the socket must not
+//! miss data that arrives while the callback runs.
 
 use std::sync::{Arc, Mutex};
 
@@ -115,7 +117,70 @@ async fn kept_chunks_stay_intact_when_few_are_kept() {
     kept_bytes_survive_later_reads(17).await;
 }
 
+/// Blocks its first `data_received` until the peer has sent its second
+/// message (the two talk over std channels, not through the runtime, whose
+/// thread the callback blocks), and reports every chunk.
+struct Blocker {
+    first: Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>,
+    got: tokio::sync::mpsc::UnboundedSender<Bytes>,
+}
+
+impl BaseProtocol for Blocker {}
+
+impl Protocol for Blocker {
+    fn data_received(&mut self, data: Bytes) {
+        let _ = self.got.send(data);
+        if let Some((seen, sent)) = self.first.take() {
+            seen.send(()).expect("the peer waits for the first message");
+            sent.recv().expect("the peer sent its second message");
+        }
+    }
+}
+
+/// After a read that drained the socket, the connection registers for the
+/// next readiness event before running the callback, and skips its next
+/// read in the same poll. Data that arrives while the callback runs must
+/// still be read (the registration wakes the task; the next poll reads).
+async fn data_arriving_during_the_callback_is_read_on_the_next_poll() {
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+    let slot = Arc::new(Mutex::new(Some(((seen_tx, sent_rx), got_tx))));
+    let server = create_server(
+        move || {
+            let (first, got) = slot.lock().unwrap().take().expect("one connection");
+            Blocker {
+                first: Some(first),
+                got,
+            }
+        },
+        "127.0.0.1:0",
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    // A blocking peer on a thread of its own: the callback blocks the
+    // server's runtime thread while the peer sends.
+    let peer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"one").unwrap();
+        seen_rx.recv().unwrap();
+        // On loopback the bytes are in the server's receive queue when
+        // write() returns: they arrive while the callback still runs.
+        s.write_all(b"two").unwrap();
+        sent_tx.send(()).unwrap();
+        s
+    });
+    assert_eq!(&got.recv().await.unwrap()[..], b"one");
+    assert_eq!(&got.recv().await.unwrap()[..], b"two");
+    drop(peer.join().unwrap());
+    server.close();
+}
+
 on_both_runtimes!(30;
     kept_chunks_stay_intact_when_all_are_kept,
     kept_chunks_stay_intact_when_few_are_kept,
+    data_arriving_during_the_callback_is_read_on_the_next_poll,
 );
