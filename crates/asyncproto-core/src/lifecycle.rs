@@ -422,10 +422,10 @@ impl<P: StreamProtocol> Connection<P> {
             // most of it (it would otherwise wait forever for a resume).
             let aborted = st.aborted;
             let pause = if aborted { None } else { st.buf.check_pause() };
-            let switch = st.pending_protocol.take();
             let upgrading = st.upgrade.is_some();
             let deliver_held = !st.read_paused && !st.closing && !upgrading && self.held.is_some();
-            if aborted || pause.is_some() || switch.is_some() || deliver_held {
+            if aborted || pause.is_some() || st.pending_protocol.is_some() || deliver_held {
+                let switch = st.pending_protocol.take();
                 drop(st);
                 // A switch applies first, also on an aborted connection: the
                 // new protocol gets the pause edge, if any, and
