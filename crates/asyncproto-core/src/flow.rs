@@ -13,7 +13,7 @@
 
 use std::{collections::VecDeque, io::IoSlice};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::Error;
 
@@ -23,6 +23,16 @@ pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// At most this many slices are handed to one vectored write (Linux's
 /// `UIO_MAXIOV` is 1024; 64 keeps the `iovec` array on the stack).
 pub const MAX_IOVECS: usize = 64;
+
+/// Writes of at most this many bytes that follow other buffered bytes are
+/// copied into one shared tail chunk instead of being queued as a chunk of
+/// their own (asyncio and uvloop append every write to one `bytearray`):
+/// a reply made of many small writes costs one slice of the vectored write
+/// and no per-write queue entry.
+pub const COALESCE_MAX: usize = 512;
+
+/// The first allocation of the tail chunk that small writes are copied into.
+const TAIL_CAPACITY: usize = 1024;
 
 /// A flow-control edge, delivered to the protocol as the callback of the same
 /// name.
@@ -38,7 +48,11 @@ pub enum FlowEvent {
 /// A queue of outgoing bytes with asyncio's water-mark flow control.
 ///
 /// Chunks are kept as the [`Bytes`] the caller wrote (no copy) and drained
-/// with vectored writes.
+/// with vectored writes. A small write (at most [`COALESCE_MAX`] bytes)
+/// that follows other buffered bytes is copied into a tail chunk instead,
+/// so that many small writes are one slice of the vectored write; the tail's
+/// allocation is released once the buffer has drained, so an idle
+/// connection holds none.
 ///
 /// # Examples
 ///
@@ -58,6 +72,8 @@ pub enum FlowEvent {
 #[derive(Debug)]
 pub struct WriteBuffer {
     chunks: VecDeque<Bytes>,
+    /// Small writes, copied; logically after every chunk in `chunks`.
+    tail: BytesMut,
     len: usize,
     high: usize,
     low: usize,
@@ -75,6 +91,7 @@ impl WriteBuffer {
     pub fn new() -> Self {
         Self {
             chunks: VecDeque::new(),
+            tail: BytesMut::new(),
             len: 0,
             high: DEFAULT_HIGH_WATER,
             low: DEFAULT_HIGH_WATER / 4,
@@ -92,7 +109,19 @@ impl WriteBuffer {
         if data.is_empty() {
             return;
         }
+        let buffered = self.len;
         self.len += data.len();
+        if data.len() <= COALESCE_MAX && buffered > 0 {
+            if self.tail.capacity() == 0 {
+                self.tail.reserve(TAIL_CAPACITY);
+            }
+            self.tail.extend_from_slice(&data);
+            return;
+        }
+        if !self.tail.is_empty() {
+            // Keep the order: what was copied goes before this chunk.
+            self.chunks.push_back(self.tail.split().freeze());
+        }
         self.chunks.push_back(data);
     }
 
@@ -121,6 +150,7 @@ impl WriteBuffer {
         self.len -= n;
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
                 break;
             };
             if front.len() <= n {
@@ -130,6 +160,10 @@ impl WriteBuffer {
                 front.advance(n);
                 n = 0;
             }
+        }
+        if self.len == 0 && self.tail.capacity() != 0 {
+            // Drained: an idle connection keeps no tail allocation.
+            self.tail = BytesMut::new();
         }
         self.check_resume()
     }
@@ -199,15 +233,17 @@ impl WriteBuffer {
     /// Discards everything buffered (abort). No flow event follows.
     pub fn clear(&mut self) {
         self.chunks.clear();
+        self.tail = BytesMut::new();
         self.len = 0;
     }
 
     /// How many chunks are buffered (each write of non-empty data is one,
-    /// until it is fully consumed): the number of slices
+    /// until it is fully consumed, except that coalesced small writes are
+    /// one together): the number of slices
     /// [`chunks_vectored`](Self::chunks_vectored) can fill.
     #[inline]
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        self.chunks.len() + usize::from(!self.tail.is_empty())
     }
 
     /// Fills `dst` with slices of the buffered chunks, front first, and
@@ -222,7 +258,9 @@ impl WriteBuffer {
     pub fn chunks_vectored_max<'a>(&'a self, dst: &mut [IoSlice<'a>], max: usize) -> usize {
         let mut n = 0;
         let mut left = max;
-        for (slot, chunk) in dst.iter_mut().zip(self.chunks.iter()) {
+        let chunks = self.chunks.iter().map(|c| &c[..]);
+        let tail = Some(&self.tail[..]).filter(|t| !t.is_empty());
+        for (slot, chunk) in dst.iter_mut().zip(chunks.chain(tail)) {
             if left == 0 {
                 break;
             }
@@ -318,5 +356,84 @@ mod tests {
         assert_eq!(&*slots[0], b"de");
         b.consume(100);
         assert!(b.is_empty());
+    }
+    /// What a vectored write of everything would send.
+    fn drain_view(b: &WriteBuffer) -> Vec<u8> {
+        let mut slots = [IoSlice::new(&[]); MAX_IOVECS];
+        let n = b.chunks_vectored(&mut slots);
+        slots[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn small_writes_after_buffered_bytes_coalesce_into_one_slice_in_order() {
+        let mut b = WriteBuffer::new();
+        b.push(Bytes::from_static(b"first"));
+        assert_eq!(b.chunk_count(), 1, "the first write is queued as is");
+        for w in [&b"a"[..], b"bc", b"def"] {
+            b.push(Bytes::copy_from_slice(w));
+        }
+        assert_eq!(b.chunk_count(), 2, "the small writes are one tail slice");
+        let big = Bytes::from(vec![b'X'; COALESCE_MAX + 1]);
+        b.push(big.clone());
+        b.push(Bytes::from_static(b"gh"));
+        assert_eq!(
+            b.chunk_count(),
+            4,
+            "a large write closes the tail, keeps its own chunk"
+        );
+        let mut want = b"firstabcdef".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"gh");
+        assert_eq!(b.len(), want.len());
+        assert_eq!(drain_view(&b), want);
+    }
+
+    #[test]
+    fn partial_consumes_cross_chunks_and_the_tail() {
+        let mut b = WriteBuffer::new();
+        b.push(Bytes::from_static(b"0123"));
+        for w in [&b"45"[..], b"67", b"89"] {
+            b.push(Bytes::copy_from_slice(w));
+        }
+        assert_eq!(drain_view(&b), b"0123456789");
+        b.consume(3);
+        assert_eq!(drain_view(&b), b"3456789");
+        b.consume(2);
+        assert_eq!(drain_view(&b), b"56789", "into the tail");
+        b.push(Bytes::copy_from_slice(b"ab"));
+        assert_eq!(drain_view(&b), b"56789ab");
+        b.consume(7);
+        assert!(b.is_empty());
+        assert_eq!(b.chunk_count(), 0);
+        assert_eq!(
+            b.tail.capacity(),
+            0,
+            "a drained buffer holds no tail allocation"
+        );
+    }
+
+    #[test]
+    fn coalesced_bytes_count_for_the_water_marks() {
+        let mut b = buf(10, 4);
+        b.push(Bytes::from_static(b"12345"));
+        b.push(Bytes::from_static(b"67890"));
+        assert_eq!(b.check_pause(), None, "10 == high");
+        b.push(Bytes::from_static(b"x"));
+        assert_eq!(b.check_pause(), Some(FlowEvent::Pause));
+        assert_eq!(b.consume(6), None, "5 left");
+        assert_eq!(b.consume(1), Some(FlowEvent::Resume), "4 == low");
+        assert_eq!(drain_view(&b), b"890x");
+    }
+
+    #[test]
+    fn clear_drops_the_tail_too() {
+        let mut b = WriteBuffer::new();
+        b.push(Bytes::from_static(b"a"));
+        b.push(Bytes::from_static(b"b"));
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.chunk_count(), 0);
+        assert!(drain_view(&b).is_empty());
+        assert_eq!(b.tail.capacity(), 0);
     }
 }

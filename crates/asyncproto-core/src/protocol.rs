@@ -99,6 +99,12 @@ pub trait Protocol: BaseProtocol {
     /// after [`eof_received`](Self::eof_received) or while reading is paused.
     ///
     /// Chunk boundaries carry no meaning: a protocol must buffer and parse.
+    ///
+    /// `data` is split off the read buffer it was read into, without a copy:
+    /// writing it back or dropping it is free, and keeping it keeps that
+    /// buffer's allocation alive until it is dropped. Copy a small piece
+    /// kept for long (`Bytes::copy_from_slice`), as with `tokio-util`'s
+    /// codecs.
     fn data_received(&mut self, data: Bytes) {
         let _ = data;
     }
