@@ -316,35 +316,37 @@ struct Io {
     waker: Option<Waker>,
 }
 
-impl Io {
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+impl StreamIo for Io {
+    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         match self.inbox.pop_front() {
-            None => Err(io::ErrorKind::WouldBlock.into()),
-            Some(None) => Ok(0),
+            None => Poll::Pending,
+            Some(None) => Poll::Ready(Ok(0)),
             Some(Some(data)) => {
                 buf.extend_from_slice(data.as_bytes());
-                Ok(data.len())
+                Poll::Ready(Ok(data.len()))
             }
         }
     }
 
     // The models drive data protocols only; a buffered read is a copy of
     // the same scripted chunk.
-    fn read_into_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut tmp = BytesMut::new();
-        let n = self.read_now(&mut tmp)?;
-        assert!(n <= buf.len(), "scripted chunks fit the models' buffers");
-        buf[..n].copy_from_slice(&tmp);
-        Ok(n)
+        let res = self.read(&mut tmp);
+        if let Poll::Ready(Ok(n)) = res {
+            assert!(n <= buf.len(), "scripted chunks fit the models' buffers");
+            buf[..n].copy_from_slice(&tmp);
+        }
+        res
     }
 
-    fn write_vectored_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         assert!(!self.closed, "a write after the connection was done");
         if self.chunk > 0 && !self.blocked_last {
             self.blocked_last = true;
             // Readiness comes back at once.
             self.waker.as_ref().expect("set by Task::new").wake_by_ref();
-            return Err(io::ErrorKind::WouldBlock.into());
+            return Poll::Pending;
         }
         self.blocked_last = false;
         let mut budget = if self.chunk == 0 {
@@ -359,37 +361,10 @@ impl Io {
             taken += n;
             budget -= n;
         }
-        Ok(taken)
-    }
-
-    fn shutdown_write_now(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl StreamIo for Io {
-    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.read_now(buf))
-    }
-
-    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.read_into_now(buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.write_vectored_now(bufs))
+        Poll::Ready(Ok(taken))
     }
 
     fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
-        pending_if_would_block(self.shutdown_write_now())
-    }
-}
-
-/// The memory stream's non-blocking results as `StreamIo` polls: `WouldBlock`
-/// is `Pending`.
-fn pending_if_would_block<T>(r: io::Result<T>) -> Poll<io::Result<T>> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-        r => Poll::Ready(r),
+        Poll::Ready(Ok(()))
     }
 }
