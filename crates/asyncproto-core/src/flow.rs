@@ -357,6 +357,7 @@ mod tests {
         b.consume(100);
         assert!(b.is_empty());
     }
+
     /// What a vectored write of everything would send.
     fn drain_view(b: &WriteBuffer) -> Vec<u8> {
         let mut slots = [IoSlice::new(&[]); MAX_IOVECS];

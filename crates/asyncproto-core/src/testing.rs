@@ -74,10 +74,10 @@ struct MemoryIo {
     closed: bool,
 }
 
-impl MemoryIo {
-    fn read_now(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self.incoming.pop_front() {
-            None => Err(io::ErrorKind::WouldBlock.into()),
+impl StreamIo for MemoryIo {
+    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        Poll::Ready(match self.incoming.pop_front() {
+            None => return Poll::Pending,
             Some(Incoming::Eof) => Ok(0),
             Some(Incoming::Error(e)) => Err(e),
             Some(Incoming::Data(mut data)) => {
@@ -89,12 +89,12 @@ impl MemoryIo {
                 buf.extend_from_slice(&data);
                 Ok(data.len())
             }
-        }
+        })
     }
 
-    fn read_into_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.incoming.pop_front() {
-            None => Err(io::ErrorKind::WouldBlock.into()),
+    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(match self.incoming.pop_front() {
+            None => return Poll::Pending,
             Some(Incoming::Eof) => Ok(0),
             Some(Incoming::Error(e)) => Err(e),
             Some(Incoming::Data(mut data)) => {
@@ -105,17 +105,17 @@ impl MemoryIo {
                 buf[..data.len()].copy_from_slice(&data);
                 Ok(data.len())
             }
-        }
+        })
     }
 
-    fn write_vectored_now(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
         self.write_calls += 1;
         let mut budget = match self.mode {
             WriteMode::Accept => usize::MAX,
-            WriteMode::Limit(0) | WriteMode::Block => return Err(io::ErrorKind::WouldBlock.into()),
+            WriteMode::Limit(0) | WriteMode::Block => return Poll::Pending,
             WriteMode::Limit(n) => n,
-            WriteMode::Zero => return Ok(0),
-            WriteMode::Fail(kind) => return Err(kind.into()),
+            WriteMode::Zero => return Poll::Ready(Ok(0)),
+            WriteMode::Fail(kind) => return Poll::Ready(Err(kind.into())),
         };
         let mut taken = 0;
         for b in bufs {
@@ -131,44 +131,17 @@ impl MemoryIo {
         if let WriteMode::Limit(n) = &mut self.mode {
             *n -= taken;
         }
-        Ok(taken)
+        Poll::Ready(Ok(taken))
     }
 
-    fn shutdown_write_now(&mut self) -> io::Result<()> {
-        match self.mode {
+    fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
+        Poll::Ready(match self.mode {
             WriteMode::Fail(kind) => Err(kind.into()),
             _ => {
                 self.shut_write = true;
                 Ok(())
             }
-        }
-    }
-}
-
-impl StreamIo for MemoryIo {
-    fn read(&mut self, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.read_now(buf))
-    }
-
-    fn read_into(&mut self, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.read_into_now(buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        pending_if_would_block(self.write_vectored_now(bufs))
-    }
-
-    fn shutdown_write(&mut self) -> Poll<io::Result<()>> {
-        pending_if_would_block(self.shutdown_write_now())
-    }
-}
-
-/// The memory stream's non-blocking results as `StreamIo` polls: `WouldBlock`
-/// is `Pending`.
-fn pending_if_would_block<T>(r: io::Result<T>) -> Poll<io::Result<T>> {
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
-        r => Poll::Ready(r),
+        })
     }
 }
 
