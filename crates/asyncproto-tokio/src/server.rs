@@ -22,8 +22,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 use crate::{
-    conn::conn_span,
-    conn::{run, run_holding},
+    conn::{conn_span, run_holding},
     error::Error,
     tcp::{Resolver, tcp_connection},
 };
@@ -917,11 +916,10 @@ async fn tls_connection<P, F>(
         tracing::error!("protocol factory panicked; connection dropped");
         return;
     };
-    let (mut conn, io) = crate::tls::connection(protocol, info, sock, session);
+    let (conn, io) = crate::tls::connection(protocol, info, sock, session);
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-    let _registered = Registered::new(Arc::clone(&inner), id, conn.transport().clone());
-    conn.start();
-    drop(run(conn, io).await);
+    let registry = Registered::new(Arc::clone(&inner), id, conn.transport().clone());
+    drop(run_holding(conn, io, registry).await);
 }
 
 /// Keeps a connection in the server's registry while its task lives.

@@ -155,11 +155,13 @@ fn poll_write_vectored<S: ReadyStream>(
 /// A plain socket as the connection task reads and writes it.
 ///
 /// After a short read (readiness cleared) the task's waker is registered for
-/// the next readiness event straight away, and `parked` is set: the read
-/// the connection tries after its callback, in the same task poll, is then
-/// `Pending` without a readiness check that can only fail. `begin_poll`
-/// clears it on every task poll, so a wake-up is never missed: data that
-/// arrives after the registration wakes the task, and the next poll reads.
+/// the next readiness event straight away, and `parked` is set: the
+/// connection skips the read it would try after its callback, in the same
+/// task poll (`read_parked`), where a readiness check could only fail.
+/// `begin_poll` clears it on every task poll, so a wake-up is never missed:
+/// data that arrives after the registration wakes the task, and the next
+/// poll reads. (A read while parked would still be correct: readiness is
+/// clear, so it registers again and returns `Pending`.)
 pub(crate) struct Plain<S> {
     pub(crate) sock: Arc<S>,
     parked: bool,
@@ -169,9 +171,6 @@ impl<S: ReadyStream> PollIo for Plain<S> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         let stream = &*self.sock;
         let want = buf.capacity() - buf.len();
-        if self.parked {
-            return Poll::Pending;
-        }
         poll_read_clearing(stream, cx, want, Some(&mut self.parked), || {
             recv_buf(stream, buf)
         })
@@ -180,9 +179,6 @@ impl<S: ReadyStream> PollIo for Plain<S> {
     fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let stream = &*self.sock;
         let want = buf.len();
-        if self.parked {
-            return Poll::Pending;
-        }
         poll_read_clearing(stream, cx, want, Some(&mut self.parked), || {
             (&*SockRef::from(stream)).read(buf)
         })
