@@ -116,6 +116,18 @@ def fmt_ratio(r):
     return "–" if r is None else f"{r:.2f}×"
 
 
+def pair_cells(by, kind, scen, key, fmt):
+    """asyncproto's and raw Tokio's figure for `key` and their ratio, as
+    Markdown cells; None if neither server has it."""
+    d = by.get((kind, scen), {})
+    a, b = d.get("asyncproto", {}).get(key), d.get("raw_tokio", {}).get(key)
+    if a is None and b is None:
+        return None
+    fa = fmt.format(a) if a is not None else "0"
+    fb = fmt.format(b) if b is not None else "0"
+    return f"{fa} | {fb} | {fmt_ratio(ratio(a or 0, b))}"
+
+
 def tls_metrics():
     """METRICS and titles for the TLS section: a connect is a handshake."""
     m = {k: list(v) for k, v in METRICS.items()}
@@ -291,13 +303,9 @@ def cmd_deterministic(args):
 
     def line(kind, key, title, fmt, scens=("idle", "b2b", "idle16")):
         for scen in scens:
-            d = by.get((kind, scen), {})
-            a, b = d.get("asyncproto", {}).get(key), d.get("raw_tokio", {}).get(key)
-            if a is None and b is None:
-                continue
-            fa = fmt.format(a) if a is not None else "0"
-            fb = fmt.format(b) if b is not None else "0"
-            out.append(f"| {title} | {scen} | {fa} | {fb} | {fmt_ratio(ratio(a or 0, b))} |")
+            cells = pair_cells(by, kind, scen, key, fmt)
+            if cells:
+                out.append(f"| {title} | {scen} | {cells} |")
 
     line("callgrind", "instr_per_msg", "instructions per message (callgrind `Ir`, server process)", "{:,.0f}")
     line("strace", "syscalls_per_msg", "syscalls per message (`strace -c -f`, server process)", "{:.2f}")
@@ -341,13 +349,9 @@ def deterministic_tls(args, by):
     out.append("|---|---|---|---|")
 
     def line(kind, key, title, fmt):
-        d = by.get((kind, scen), {})
-        a, b = d.get("asyncproto", {}).get(key), d.get("raw_tokio", {}).get(key)
-        if a is None and b is None:
-            return
-        fa = fmt.format(a) if a is not None else "0"
-        fb = fmt.format(b) if b is not None else "0"
-        out.append(f"| {title} | {fa} | {fb} | {fmt_ratio(ratio(a or 0, b))} |")
+        cells = pair_cells(by, kind, scen, key, fmt)
+        if cells:
+            out.append(f"| {title} | {cells} |")
 
     line("callgrind", "instr_per_msg", "instructions per message (callgrind `Ir`, server process)", "{:,.0f}")
     line("strace", "syscalls_per_msg", "syscalls per message (`strace -c -f`, server process)", "{:.2f}")
